@@ -1,0 +1,452 @@
+"""The agent: it creates its own provider, then runs turns from its thread alone.
+
+``AgentConfig`` carries no provider. ``initialize()`` creates one through the
+registry (the only creation path) before anything else; until it succeeds
+``agent.provider`` raises AgentNotInitialized. A provider that cannot be
+made is a typed error, which ``run_turn`` records on the thread and the turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from shared.agents.conversation import build_conversation
+from shared.agents.thread_store import ThreadStore
+from shared.configuration import DEFAULT_SYSTEM_PROMPT, Configuration
+from shared.errors import (
+    AgentNotInitialized,
+    BobbinError,
+    LeaseLost,
+    MaxToolRoundsExceeded,
+    TurnNotOpen,
+    TurnTimeout,
+    WorkingDirectoryUnavailable,
+)
+from shared.events import Envelope, NewEvent
+from shared.models import Approval, ThreadEvent, Turn, utcnow
+from shared.providers.base import ModelRequest, Provider, ToolCallRequest
+from shared.providers.registry import ProviderRegistry
+from shared.providers.retry import RetryPolicy, stream_with_retry
+from shared.tools import Tool, ToolContext, ToolExecutor
+from shared.turns import turn_changes_for_end
+
+
+@dataclass(frozen=True)
+class AgentMetadata:
+    name: str
+    model_id: str | None
+    provider_instance_id: str | None
+
+
+@dataclass
+class AgentConfig:
+    thread_id: str
+    tool_executor: ToolExecutor
+    thread_store: ThreadStore
+    tools: list[Tool]
+    metadata: AgentMetadata
+    registry: ProviderRegistry
+    tool_context: ToolContext
+    max_tool_rounds: int = 50
+    turn_timeout_s: float = 900
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class TurnOutcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    REQUEUED = "queued"
+    LEASE_LOST = "lease_lost"
+
+
+class CancelReason(StrEnum):
+    USER = "user"  # the turn ends cancelled
+    SHUTDOWN = "shutdown"  # the worker stops: the turn goes back to the queue
+
+
+@dataclass
+class _TurnState:
+    turn: Turn
+    started: float = field(default_factory=time.monotonic)
+    streamed: str = ""
+    usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
+    fresh_calls: set[str] = field(default_factory=set)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.thread_id = config.thread_id
+        self._store = config.thread_store
+        self._provider: Provider | None = None
+        self.cancel_reason: CancelReason | None = None
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            raise AgentNotInitialized(f"agent {self.thread_id} has no provider: initialize() it")
+        return self._provider
+
+    @property
+    def configuration(self) -> Configuration:
+        return self._store.state.configuration
+
+    def provider_target(self, turn: Turn | None = None) -> tuple[str | None, str | None]:
+        """The turn's pinned pair, else thread metadata, else the session's configuration."""
+        if turn is not None and turn.provider_instance_id and turn.model_id:
+            return turn.provider_instance_id, turn.model_id
+        meta, config = self.config.metadata, self.configuration
+        return (
+            meta.provider_instance_id or config.provider_instance_id,
+            meta.model_id or config.model_id,
+        )
+
+    async def initialize(self, turn: Turn | None = None) -> None:
+        """Create the provider first; raises a ProviderError subclass with its code."""
+        instance_id, model_id = self.provider_target(turn)
+        self._provider = await self.config.registry.create_provider_from_instance_and_model(
+            instance_id, model_id
+        )
+
+    # -- the turn -------------------------------------------------------------
+
+    async def run_turn(self, turn: Turn) -> TurnOutcome:
+        """Run (or continue) ``turn`` until it ends or suspends for approval.
+
+        Cancellation with ``cancel_reason`` set runs shielded bookkeeping: USER
+        ends the turn cancelled, SHUTDOWN hands it back to the queue.
+        """
+        state = _TurnState(turn)
+        try:
+            await self._start(state)
+            budget = self.config.turn_timeout_s - turn.running_s
+            async with asyncio.timeout(max(budget, 0.001)):
+                await self.initialize(turn)
+                return await self._rounds(state)
+        except LeaseLost:
+            return TurnOutcome.LEASE_LOST
+        except TurnNotOpen:  # cancelled on its row before it could start
+            return TurnOutcome.CANCELLED
+        except TimeoutError:
+            message = f"the turn ran longer than {self.config.turn_timeout_s:g} s"
+            return await self._fail(state, TurnTimeout(message))
+        except BobbinError as exc:
+            return await self._fail(state, exc)
+        except asyncio.CancelledError:
+            if self.cancel_reason is None:
+                raise
+            await asyncio.shield(self._on_cancel(state))
+            raise
+
+    async def _start(self, state: _TurnState) -> None:
+        turn = state.turn
+        changes: dict[str, Any] = {"status": "running"}
+        events: list[NewEvent] = []
+        if turn.started_at is None:
+            instance_id, model_id = self.provider_target(None)
+            turn.provider_instance_id, turn.model_id = instance_id, model_id
+            turn.started_at = utcnow()
+            changes |= {
+                "started_at": turn.started_at,
+                "provider_instance_id": instance_id,
+                "model_id": model_id,
+            }
+            events = self._opening_events(turn)
+        turn.status = "running"
+        await self._store.append(turn.id, events, turn_changes=changes)
+
+    def _opening_events(self, turn: Turn) -> list[NewEvent]:
+        events: list[NewEvent] = []
+        history = self._store.state.events
+        if not any(e.type == "system_prompt" for e in history):
+            prompt = self.configuration.system_prompt or DEFAULT_SYSTEM_PROMPT
+            events.append(NewEvent.of("system_prompt", content=prompt))
+        previous = next((e for e in reversed(history) if e.type == "turn_started"), None)
+        pair = (turn.provider_instance_id, turn.model_id)
+        if previous is not None:
+            before = (previous.data.get("provider_instance_id"), previous.data.get("model_id"))
+            if before != pair:
+                events.append(
+                    NewEvent.of(
+                        "local_system_message",
+                        content=f"Switched provider from {before[0]}/{before[1]} "
+                        f"to {pair[0]}/{pair[1]}.",
+                    )
+                )
+        events.append(NewEvent.of("user_message", content=turn.input))
+        events.append(
+            NewEvent.of("turn_started", provider_instance_id=pair[0], model_id=pair[1])
+        )
+        return events
+
+    def _ensure_workspace(self) -> None:
+        workdir = self.config.tool_context.working_directory
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            if not os.access(workdir, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(f"no access to {workdir}")
+        except OSError as exc:
+            raise WorkingDirectoryUnavailable(
+                f"the working directory {workdir} cannot be used on this worker: {exc.strerror}"
+            ) from exc
+
+    async def _rounds(self, state: _TurnState) -> TurnOutcome:
+        self._ensure_workspace()
+        while True:
+            pending = await self._settle_calls(state)
+            if pending:
+                if await self._suspend(state):
+                    return TurnOutcome.AWAITING_APPROVAL
+                continue
+            if self._rounds_done(state.turn.id) >= self.config.max_tool_rounds:
+                raise MaxToolRoundsExceeded(
+                    f"the model asked for tools {self.config.max_tool_rounds} rounds in a row"
+                )
+            text, calls = await self._model_round(state)
+            if not calls:
+                return await self._complete(state, text)
+            await self._record_calls(state, text, calls)
+
+    def _turn_events(self, turn_id: str) -> list[ThreadEvent]:
+        return [e for e in self._store.state.events if e.turn_id == turn_id]
+
+    def _rounds_done(self, turn_id: str) -> int:
+        rounds = [e.data["round"] for e in self._turn_events(turn_id) if e.type == "tool_call"]
+        return max(rounds, default=0)
+
+    async def _model_round(self, state: _TurnState) -> tuple[str, list[ToolCallRequest]]:
+        conversation = build_conversation(self._store.state.events)
+        request = ModelRequest(
+            model_id=self.provider.model_id,
+            system=conversation.system,
+            messages=conversation.messages,
+            tools=self.config.tool_executor.specs(),
+        )
+        await self._state_event(state, "thinking")
+        calls: list[ToolCallRequest] = []
+        state.streamed = ""
+        async for event in stream_with_retry(self.provider, request, self.config.retry):
+            if event.type == "text_delta":
+                state.streamed += event.text
+                await self._store.publish(self._ephemeral(state, "agent_token", text=event.text))
+            elif event.type == "tool_call":
+                calls.append(event.call)
+            elif event.type == "usage":
+                state.usage["input_tokens"] += event.input_tokens
+                state.usage["output_tokens"] += event.output_tokens
+        return state.streamed, calls
+
+    async def _record_calls(
+        self, state: _TurnState, text: str, calls: list[ToolCallRequest]
+    ) -> None:
+        """Persist the answer and its calls; requests for calls that need approval too."""
+        round_no = self._rounds_done(state.turn.id) + 1
+        events = [NewEvent.of("agent_message", content=text)] if text else []
+        approvals: list[Approval] = []
+        for call in calls:
+            call_id = _new_call_id()
+            state.fresh_calls.add(call_id)
+            events.append(
+                NewEvent.of(
+                    "tool_call",
+                    tool_call_id=call_id,
+                    provider_call_id=call.id,
+                    tool=call.name,
+                    arguments=call.arguments,
+                    round=round_no,
+                )
+            )
+            if self._policy(call.name) == "ask":
+                events.append(
+                    NewEvent.of(
+                        "tool_approval_request",
+                        tool_call_id=call_id,
+                        tool=call.name,
+                        arguments=call.arguments,
+                    )
+                )
+                approvals.append(
+                    Approval(
+                        agent_id=self.thread_id,
+                        tool_call_id=call_id,
+                        turn_id=state.turn.id,
+                        session_id=self._store.state.session_id,
+                        tool=call.name,
+                        arguments=call.arguments,
+                    )
+                )
+        state.streamed = ""
+        await self._store.append(state.turn.id, events, approvals=approvals)
+        # Requests the session granted meanwhile were decided in that transaction.
+
+    def _policy(self, tool: str) -> str:
+        policy = self.config.tool_executor.policy(tool)
+        if policy == "ask" and tool in self._store.state.grants:
+            return "allow"
+        return policy
+
+    async def _settle_calls(self, state: _TurnState) -> bool:
+        """Give every call of the turn its result where possible; True if any is pending."""
+        events = self._turn_events(state.turn.id)
+        done = {e.data["tool_call_id"] for e in events if e.type == "tool_result"}
+        requested = {e.data["tool_call_id"] for e in events if e.type == "tool_approval_request"}
+        responded = {e.data["tool_call_id"] for e in events if e.type == "tool_approval_response"}
+        open_calls = [e.data for e in events if e.type == "tool_call"]
+        open_calls = [c for c in open_calls if c["tool_call_id"] not in done]
+        if not open_calls:
+            return False
+        decisions = await self._store.decisions(state.turn.id) if requested else {}
+        pending = False
+        for call in open_calls:
+            call_id = call["tool_call_id"]
+            if call_id in requested:
+                decision = decisions.get(call_id)
+                if decision is None:
+                    pending = True
+                    continue
+                if call_id not in responded:
+                    state.fresh_calls.add(call_id)
+                    await self._store.append(
+                        state.turn.id,
+                        [
+                            NewEvent.of(
+                                "tool_approval_response", tool_call_id=call_id, decision=decision
+                            )
+                        ],
+                    )
+                verdict = "deny" if decision == "deny" else "allow"
+            else:
+                verdict = "deny" if self._policy(call["tool"]) == "deny" else "allow"
+            await self._settle_one(state, call, verdict)
+        return pending
+
+    async def _settle_one(self, state: _TurnState, call: dict[str, Any], verdict: str) -> None:
+        call_id, tool = call["tool_call_id"], call["tool"]
+        if verdict == "deny":
+            status, content = "denied", "The tool call was denied by policy or by the user."
+        elif call_id in state.fresh_calls or self.config.tool_executor.is_reading(tool):
+            await self._state_event(state, "tool_execution")
+            result = await self.config.tool_executor.execute(
+                tool, call["arguments"], self.config.tool_context
+            )
+            status, content = result.status, result.content
+        else:  # a write that may have half-run on a lost worker: never run it twice
+            status, content = "aborted", "The worker running this call was lost."
+        await self._store.append(
+            state.turn.id,
+            [NewEvent.of("tool_result", tool_call_id=call_id, status=status, content=content)],
+        )
+
+    async def _suspend(self, state: _TurnState) -> bool:
+        """Suspend for approval unless every decision is already in (then continue)."""
+        await self._state_event(state, "awaiting_approval")
+        return await self._store.suspend(
+            state.turn.id, self._running_s(state), self._total_usage(state)
+        )
+
+    async def _complete(self, state: _TurnState, text: str) -> TurnOutcome:
+        events = [NewEvent.of("agent_message", content=text)] if text else []
+        usage = self._total_usage(state)
+        events.append(NewEvent.of("turn_completed", usage=usage))
+        output = self._last_message(state.turn.id, events)
+        changes = turn_changes_for_end(
+            "completed", output=output, usage=usage, running_s=self._running_s(state)
+        )
+        state.streamed = ""
+        await self._store.append(state.turn.id, events, turn_changes=changes, release=True)
+        return TurnOutcome.COMPLETED
+
+    async def _fail(self, state: _TurnState, error: BobbinError) -> TurnOutcome:
+        events = self._partial_text(state)
+        events.append(NewEvent.of("turn_failed", **error.to_dict()))
+        changes = turn_changes_for_end(
+            "failed",
+            error=error.to_dict(),
+            usage=self._total_usage(state),
+            output=self._last_message(state.turn.id, events),
+            running_s=self._running_s(state),
+        )
+        if state.turn.started_at is None:  # failed before it began: never entered the thread
+            events = events[-1:]
+        try:
+            await self._store.append(state.turn.id, events, turn_changes=changes, release=True)
+        except LeaseLost:
+            return TurnOutcome.LEASE_LOST
+        return TurnOutcome.FAILED
+
+    async def _on_cancel(self, state: _TurnState) -> None:
+        try:
+            if self.cancel_reason == CancelReason.SHUTDOWN:
+                await self._store.requeue(state.turn.id, self._running_s(state))
+                return
+            events = self._partial_text(state)
+            events += self._aborted_results(state.turn.id)
+            events.append(NewEvent.of("turn_cancelled", reason="cancelled by the user"))
+            changes = turn_changes_for_end(
+                "cancelled",
+                usage=self._total_usage(state),
+                output=self._last_message(state.turn.id, events),
+                running_s=self._running_s(state),
+            )
+            await self._store.append(state.turn.id, events, turn_changes=changes, release=True)
+        except LeaseLost:
+            pass
+
+    def _partial_text(self, state: _TurnState) -> list[NewEvent]:
+        if not state.streamed:
+            return []
+        return [NewEvent.of("agent_message", content=state.streamed, partial=True)]
+
+    def _aborted_results(self, turn_id: str) -> list[NewEvent]:
+        events = self._turn_events(turn_id)
+        done = {e.data["tool_call_id"] for e in events if e.type == "tool_result"}
+        return [
+            NewEvent.of(
+                "tool_result",
+                tool_call_id=e.data["tool_call_id"],
+                status="aborted",
+                content="The turn was cancelled before this call finished.",
+            )
+            for e in events
+            if e.type == "tool_call" and e.data["tool_call_id"] not in done
+        ]
+
+    def _last_message(self, turn_id: str, extra: list[NewEvent]) -> str | None:
+        """The text of the turn's last agent_message, counting events about to be added."""
+        texts = [e.data["content"] for e in self._turn_events(turn_id) if e.type == "agent_message"]
+        texts += [e.data["content"] for e in extra if e.type == "agent_message"]
+        return texts[-1] if texts else None
+
+    def _total_usage(self, state: _TurnState) -> dict[str, int]:
+        before = state.turn.usage or {}
+        return {k: before.get(k, 0) + v for k, v in state.usage.items()}
+
+    @staticmethod
+    def _running_s(state: _TurnState) -> float:
+        return state.turn.running_s + (time.monotonic() - state.started)
+
+    def _ephemeral(self, turn: _TurnState, type_: str, **data: Any) -> Envelope:
+        return Envelope.ephemeral(
+            type_,
+            session_id=self._store.state.session_id,
+            agent_id=self.thread_id,
+            turn_id=turn.turn.id,
+            **data,
+        )
+
+    async def _state_event(self, turn: _TurnState, value: str) -> None:
+        await self._store.publish(self._ephemeral(turn, "agent_state", state=value))
+
+
+def _new_call_id() -> str:
+    return "tc_" + secrets.token_hex(8)
+
+

@@ -1,0 +1,42 @@
+"""Rehydrate an agent from its thread: the only state a worker needs for a turn."""
+
+from __future__ import annotations
+
+from shared.agents.agent import Agent, AgentConfig, AgentMetadata
+from shared.agents.thread_store import ThreadStore
+from shared.providers.retry import RetryPolicy
+from shared.resources import Resources
+from shared.threads import ThreadWriter
+from shared.tools import ToolContext, ToolExecutor, builtin_tools
+
+
+async def rehydrate_agent(
+    resources: Resources, writer: ThreadWriter, retry: RetryPolicy | None = None
+) -> Agent:
+    """Build the agent of ``writer``'s thread from the database; no provider yet."""
+    store = await ThreadStore.load(resources.db, writer)
+    state = store.state
+    meta = state.thread.meta
+    tools = builtin_tools()
+    settings = resources.settings
+    return Agent(
+        AgentConfig(
+            thread_id=state.thread.id,
+            tool_executor=ToolExecutor(tools, state.configuration.tool_policies or {}),
+            thread_store=store,
+            tools=tools,
+            metadata=AgentMetadata(
+                name=meta.get("name", ""),
+                model_id=meta.get("model_id"),
+                provider_instance_id=meta.get("provider_instance_id"),
+            ),
+            registry=resources.registry,
+            tool_context=ToolContext(
+                working_directory=store.workspace(settings.data_dir).resolve(),
+                http_client=resources.http_client,
+            ),
+            max_tool_rounds=settings.max_tool_rounds,
+            turn_timeout_s=settings.turn_timeout_s,
+            retry=retry or RetryPolicy(),
+        )
+    )

@@ -1,0 +1,151 @@
+"""The event bus on Redis pub/sub: workers publish, each API process fans out.
+
+Publishing is best effort: a durable event is already committed, and a
+stream that misses one backfills it from the database by its cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared.events import Envelope
+from shared.keys import session_channel
+
+log = logging.getLogger(__name__)
+
+
+class RedisSink:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def publish(self, events: Sequence[Envelope]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(session_channel(event.session_id), event.model_dump_json())
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("event publish failed (streams will backfill): %s", exc)
+
+
+class Subscription:
+    """One stream's view of a session channel: a queue, plus whether it may have missed events."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Envelope | None] = asyncio.Queue(maxsize=10_000)
+        self.gap = asyncio.Event()  # set when the hub reconnected or the queue overflowed
+
+    def offer(self, event: Envelope | None) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.gap.set()
+
+
+class EventHub:
+    """One Redis subscriber connection per process, reference-counted per session."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._pubsub = redis.pubsub()
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, session_id: str, timeout_s: float = 5.0) -> Subscription:
+        """Subscribe; returns once Redis confirmed, so every later publish reaches it."""
+        sub = Subscription()
+        async with self._lock:
+            first = not self._subs[session_id]
+            self._subs[session_id].add(sub)
+            if first:
+                self._confirmed[session_id] = asyncio.Event()
+                await self._pubsub.subscribe(session_channel(session_id))
+            if self._task is None:
+                self._task = asyncio.create_task(self._listen(), name="bobbin-event-hub")
+            confirmed = self._confirmed[session_id]
+        try:
+            await asyncio.wait_for(confirmed.wait(), timeout_s)
+        except TimeoutError:
+            await self.unsubscribe(session_id, sub)
+            raise
+        return sub
+
+    async def unsubscribe(self, session_id: str, sub: Subscription) -> None:
+        async with self._lock:
+            subs = self._subs.get(session_id)
+            if subs is None:
+                return
+            subs.discard(sub)
+            if not subs:
+                del self._subs[session_id]
+                self._confirmed.pop(session_id, None)
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(session_channel(session_id))
+
+    @property
+    def active_streams(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                if not self._pubsub.subscribed:
+                    await asyncio.sleep(0.05)
+                    continue
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, ConnectionError) as exc:
+                log.warning("event hub lost Redis (%s); resubscribing", exc)
+                await self._resubscribe()
+
+    def _dispatch(self, message: dict[str, object]) -> None:
+        channel = message["channel"]
+        session_id = (channel.decode() if isinstance(channel, bytes) else str(channel)).rsplit(
+            ":", 1
+        )[-1]
+        if message["type"] == "subscribe":
+            confirmed = self._confirmed.get(session_id)
+            if confirmed is not None:
+                confirmed.set()
+        elif message["type"] == "message":
+            event = Envelope.model_validate_json(message["data"])  # type: ignore[arg-type]
+            for sub in list(self._subs.get(event.session_id, ())):
+                sub.offer(event)
+
+    async def _resubscribe(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                async with self._lock:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.aclose()
+                    self._pubsub = self._redis.pubsub()
+                    channels = [session_channel(s) for s in self._subs]
+                    if channels:
+                        await self._pubsub.subscribe(*channels)
+                    for subs in self._subs.values():
+                        for sub in subs:
+                            sub.gap.set()
+                return
+            except (RedisError, OSError, ConnectionError):
+                continue
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()

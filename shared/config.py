@@ -1,0 +1,55 @@
+"""Settings, read from ``BOBBIN_*`` environment variables through ``get_settings()``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOBBIN_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: SecretStr | None = None
+    bootstrap_api_key: SecretStr | None = None
+
+    worker_concurrency: int = 100
+    max_tool_rounds: int = 50
+    turn_timeout_s: float = 900
+    shutdown_timeout_s: float = 20
+    max_queued_turns: int = 1000
+
+    lease_s: float = 30
+    lease_renew_s: float = 10
+    sweep_interval_s: float = 10
+    max_attempts: int = 3
+    cancel_poll_s: float = 0.25
+
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver_url(cls, url: str) -> str:
+        """Accept plain ``sqlite:///`` and ``postgresql://`` URLs and map them to our drivers."""
+        if url.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'bobbin.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

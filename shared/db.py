@@ -1,0 +1,117 @@
+"""The database: engines, the per-process executor, and one transaction per function.
+
+Every store function is a plain sync function ``fn(session, *args)`` run as
+one transaction on the database executor (one thread for SQLite, a small
+pool for PostgreSQL): measured cheaper than async SQLAlchemy on the event
+loop (ARCHITECTURE section 3). Async code crosses over in ``Database.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlmodel import Session
+
+from shared.errors import ServiceUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    path = url.split("sqlite:///", 1)[1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        for pragma in SQLITE_PRAGMAS:
+            dbapi_conn.execute(pragma)
+
+    # A deferred BEGIN lets racing writers deadlock into "database is locked";
+    # BEGIN IMMEDIATE queues them on busy_timeout instead.
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """Engines and the executor of one process. Close it with ``dispose()``."""
+
+    def __init__(self, url: str, *, pool_threads: int | None = None) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url, immediate=True)
+            self.read_engine = _sqlite_engine(url, immediate=False)
+            threads = pool_threads or 1
+        else:
+            threads = pool_threads or 8
+            self.engine = create_engine(
+                url, pool_size=threads + 2, max_overflow=4, pool_pre_ping=True
+            )
+            self.read_engine = self.engine
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bobbin-db")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(session, *args)`` as one write transaction on the executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(self.run_sync, fn, *args))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like ``run`` for a transaction that only reads (no write lock on SQLite)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(self.read_sync, fn, *args))
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._transaction(self.engine, fn, *args)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._transaction(self.read_engine, fn, *args)
+
+    @staticmethod
+    def _transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                return fn(session, *args)
+        except (OperationalError, DBAPIError) as exc:
+            if _is_outage(exc):
+                raise ServiceUnavailable("the database is unavailable; retry shortly") from exc
+            raise
+
+    def dispose(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return any(
+        marker in text
+        for marker in ("connection", "could not connect", "server closed", "terminating")
+    )

@@ -1,0 +1,91 @@
+"""The one way a provider is made: ``create_provider_from_instance_and_model``.
+
+``resolve`` checks the instance and model against the database and catalog
+only; creation then loads the credential and builds the provider without
+touching the network. Network failures surface at the first model call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx2
+
+from shared.crypto import Cipher
+from shared.db import Database
+from shared.errors import ModelNotFound, ProviderCredentialMissing, ProviderInstanceNotFound
+from shared.models import ProviderInstance
+from shared.providers.anthropic import AnthropicProvider
+from shared.providers.base import Provider
+from shared.providers.catalog import CatalogProvider, load_catalog
+from shared.providers.instances import load_instance_and_credential
+from shared.providers.openai_chat import OpenAIProvider
+
+PROVIDER_CLASSES: dict[str, type[AnthropicProvider] | type[OpenAIProvider]] = {
+    "anthropic": AnthropicProvider,
+    "openai": OpenAIProvider,
+    "openai-compatible": OpenAIProvider,
+}
+# OpenAI-compatible servers usually take no key, but the SDK insists on one.
+PLACEHOLDER_API_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    instance: ProviderInstance
+    catalog: CatalogProvider
+    model_id: str
+    encrypted_key: str | None
+
+
+class ProviderRegistry:
+    def __init__(self, db: Database, cipher: Cipher, http_client: httpx2.AsyncClient) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._http_client = http_client
+
+    async def resolve(self, instance_id: str | None, model_id: str | None) -> ResolvedTarget:
+        """Raises ProviderInstanceNotFound or ModelNotFound; reads the database only."""
+        if not instance_id:
+            raise ProviderInstanceNotFound("no provider instance is configured for this agent")
+        found = await self._db.read(load_instance_and_credential, instance_id)
+        if found is None:
+            raise ProviderInstanceNotFound(f"provider instance {instance_id!r} does not exist")
+        instance, encrypted_key = found
+        catalog = load_catalog().provider(instance.catalog_provider_id)
+        if catalog is None:
+            raise ProviderInstanceNotFound(
+                f"provider instance {instance_id!r} names an unknown catalog provider"
+            )
+        if not model_id or not (catalog.accepts_any_model or catalog.model(model_id)):
+            raise ModelNotFound(
+                f"model {model_id!r} is not offered by {catalog.name}: "
+                f"use one of {', '.join(m.id for m in catalog.models)}"
+            )
+        return ResolvedTarget(instance, catalog, model_id, encrypted_key)
+
+    async def create_provider_from_instance_and_model(
+        self, instance_id: str | None, model_id: str | None
+    ) -> Provider:
+        """Raises ProviderInstanceNotFound, ModelNotFound or ProviderCredentialMissing."""
+        target = await self.resolve(instance_id, model_id)
+        return self._build(target)
+
+    def _build(self, target: ResolvedTarget) -> Provider:
+        if target.encrypted_key is not None:
+            api_key = self._cipher.decrypt(target.encrypted_key)
+        elif target.catalog.needs_credential:
+            raise ProviderCredentialMissing(
+                f"provider instance {target.instance.id!r} has no credential: add its API key"
+            )
+        else:
+            api_key = PLACEHOLDER_API_KEY
+        cls = PROVIDER_CLASSES[target.catalog.type]
+        return cls(
+            http_client=self._http_client,
+            api_key=api_key,
+            base_url=target.instance.base_url or target.catalog.default_base_url,
+            model_id=target.model_id,
+            timeout_s=target.instance.timeout_s,
+            kind=target.catalog.type,
+        )

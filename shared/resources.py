@@ -1,0 +1,75 @@
+"""Per-process resources, made once on the process's event loop and passed explicitly.
+
+Nothing here is a module global: tests build their own Resources on their
+own loop, and ``aclose()`` releases everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx2
+import redis.asyncio as aioredis
+
+from shared.bus import RedisSink
+from shared.config import Settings
+from shared.crypto import Cipher, check_fingerprint, load_fernet_key
+from shared.db import Database
+from shared.migrate import migrate
+from shared.providers.registry import ProviderRegistry
+from shared.sink import EventSink
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: Database
+    http_client: httpx2.AsyncClient
+    registry: ProviderRegistry
+    cipher: Cipher
+    redis: aioredis.Redis
+    sink: EventSink
+
+    async def aclose(self) -> None:
+        await self.http_client.aclose()
+        await self.redis.aclose()
+        self.db.dispose()
+
+
+def open_database(settings: Settings, *, loopback: bool = True) -> tuple[Database, Cipher]:
+    """Migrate, check the secret key's fingerprint, and return the database and cipher."""
+    db = Database(settings.effective_database_url)
+    migrate(db)
+    key = load_fernet_key(settings, loopback=loopback)
+    db.run_sync(check_fingerprint, key)
+    return db, Cipher(key)
+
+
+def http_client_for(concurrency: int) -> httpx2.AsyncClient:
+    """One pool per process; its keep-alive limit covers the worker's concurrency."""
+    limits = httpx2.Limits(
+        max_connections=concurrency + 10, max_keepalive_connections=concurrency + 10
+    )
+    return httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(60.0, connect=10.0))
+
+
+async def open_resources(
+    settings: Settings,
+    *,
+    sink: EventSink | None = None,
+    loopback: bool = True,
+    concurrency: int | None = None,
+) -> Resources:
+    """Build the process's resources on the running loop (migrating the database first)."""
+    db, cipher = open_database(settings, loopback=loopback)
+    http_client = http_client_for(concurrency or settings.worker_concurrency)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    return Resources(
+        settings=settings,
+        db=db,
+        http_client=http_client,
+        registry=ProviderRegistry(db, cipher, http_client),
+        cipher=cipher,
+        redis=redis,
+        sink=sink or RedisSink(redis),
+    )

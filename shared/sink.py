@@ -1,0 +1,27 @@
+"""Where events go once committed: an interface, Redis in production, memory in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from shared.events import Envelope
+
+
+class EventSink(Protocol):
+    async def publish(self, events: Sequence[Envelope]) -> None:
+        """Deliver events to live subscribers; best effort (durable ones are in the DB)."""
+        ...
+
+
+class MemorySink:
+    """Keeps every published event, in order. For tests and local tools."""
+
+    def __init__(self) -> None:
+        self.events: list[Envelope] = []
+
+    async def publish(self, events: Sequence[Envelope]) -> None:
+        self.events.extend(events)
+
+    def of_type(self, type_: str) -> list[Envelope]:
+        return [e for e in self.events if e.type == type_]

@@ -1,0 +1,249 @@
+"""Turn rows: enqueue, the agent's head turn, cancel, approvals and the sweeper's queries.
+
+Statuses and transitions are ARCHITECTURE section 2's: queued -> running |
+cancelled; running -> awaiting_approval | queued | completed | failed |
+cancelled; awaiting_approval -> queued | cancelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from shared.errors import (
+    AgentQueueFull,
+    ApprovalAlreadyDecided,
+    ApprovalNotFound,
+    IdempotencyKeyReused,
+    TurnNotFound,
+)
+from shared.models import Approval, SessionGrant, Thread, Turn, new_id, utcnow
+from shared.threads import OPEN_STATUSES, get_thread
+
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+def request_hash(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def enqueue_turn(
+    session: Session,
+    agent_id: str,
+    content: str,
+    *,
+    max_queued: int,
+    idempotency_key: str | None = None,
+) -> tuple[Turn, bool]:
+    """Store the message as a queued turn; returns (turn, created).
+
+    Raises AgentNotFound, AgentQueueFull or IdempotencyKeyReused.
+    """
+    thread = get_thread(session, agent_id)
+    digest = request_hash(content)
+    if idempotency_key is not None:
+        earlier = session.exec(
+            select(Turn).where(Turn.agent_id == agent_id, Turn.idempotency_key == idempotency_key)
+        ).first()
+        if earlier is not None and earlier.created_at > utcnow() - IDEMPOTENCY_WINDOW:
+            if earlier.request_hash != digest:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was used with another body: use a new key"
+                )
+            return earlier, False
+        if earlier is not None:  # expired: the key may be used again
+            earlier.idempotency_key = None
+            session.add(earlier)
+            session.flush()
+    queued = session.exec(
+        select(func.count()).where(Turn.agent_id == agent_id, Turn.status == "queued")
+    ).one()
+    if queued >= max_queued:
+        raise AgentQueueFull(
+            f"agent {agent_id} already has {queued} queued turns: wait for some to finish"
+        )
+    position = session.connection().execute(
+        update(Thread)
+        .where(Thread.id == agent_id)
+        .values(position=Thread.position + 1)
+        .returning(Thread.position)
+    ).scalar_one()
+    turn = Turn(
+        id=new_id("turn"),
+        agent_id=agent_id,
+        session_id=thread.session_id,
+        input=content,
+        position=position,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    session.add(turn)
+    return turn, True
+
+
+def get_turn(session: Session, turn_id: str) -> Turn:
+    turn = session.get(Turn, turn_id)
+    if turn is None:
+        raise TurnNotFound(f"turn {turn_id!r} does not exist")
+    return turn
+
+
+def list_turns(session: Session, agent_id: str, before: int | None, limit: int) -> list[Turn]:
+    """Newest first; ``before`` is the position of the last turn already seen."""
+    get_thread(session, agent_id)
+    query = select(Turn).where(Turn.agent_id == agent_id)
+    if before is not None:
+        query = query.where(Turn.position < before)
+    return list(session.exec(query.order_by(col(Turn.position).desc()).limit(limit)))
+
+
+def cancel_requested(session: Session, turn_id: str) -> bool:
+    turn = session.get(Turn, turn_id)
+    return bool(turn and turn.cancel_requested)
+
+
+def head_open_turn(session: Session, agent_id: str) -> Turn | None:
+    """The agent's lowest-position open turn: the only one that may run."""
+    return session.exec(
+        select(Turn)
+        .where(Turn.agent_id == agent_id, col(Turn.status).in_(OPEN_STATUSES))
+        .order_by(Turn.position)
+        .limit(1)
+    ).first()
+
+
+def has_runnable_turn(session: Session, agent_id: str) -> bool:
+    """True when the head turn is queued (an awaiting head blocks the agent)."""
+    head = head_open_turn(session, agent_id)
+    return head is not None and head.status == "queued"
+
+
+def load_decisions(session: Session, turn_id: str) -> dict[str, str | None]:
+    rows = session.exec(select(Approval).where(Approval.turn_id == turn_id))
+    return {row.tool_call_id: row.decision for row in rows}
+
+
+def session_grants(session: Session, session_id: str) -> set[str]:
+    rows = session.exec(select(SessionGrant.tool).where(SessionGrant.session_id == session_id))
+    return set(rows)
+
+
+def add_approval_requests(session: Session, requests: list[Approval]) -> None:
+    """Insert requests; a tool the session granted meanwhile is decided at once."""
+    if not requests:
+        return
+    grants = session_grants(session, requests[0].session_id)
+    for request in requests:
+        if request.tool in grants:
+            request.decision, request.decided_at = "allow_session", utcnow()
+        session.add(request)
+
+
+def lock_turn(session: Session, turn_id: str) -> Turn:
+    turn = session.exec(select(Turn).where(Turn.id == turn_id).with_for_update()).first()
+    if turn is None:
+        raise TurnNotFound(f"turn {turn_id!r} does not exist")
+    return turn
+
+
+def pending_count(session: Session, turn_id: str) -> int:
+    return session.exec(
+        select(func.count()).where(Approval.turn_id == turn_id, col(Approval.decision).is_(None))
+    ).one()
+
+
+def decide(
+    session: Session, agent_id: str, tool_call_id: str, decision: str
+) -> list[str]:
+    """Record a decision; returns the agents whose turns it re-queued (to kick).
+
+    Raises ApprovalNotFound or ApprovalAlreadyDecided (the loser of a race).
+    """
+    approval = session.get(Approval, (agent_id, tool_call_id))
+    if approval is None:
+        raise ApprovalNotFound(f"agent {agent_id} has no approval request {tool_call_id!r}")
+    decided = [approval]
+    lock_turn(session, approval.turn_id)
+    session.refresh(approval)
+    if approval.decision is not None:
+        raise ApprovalAlreadyDecided(f"tool call {tool_call_id} was already decided")
+    if decision == "allow_session":
+        if session.get(SessionGrant, (approval.session_id, approval.tool)) is None:
+            session.add(SessionGrant(session_id=approval.session_id, tool=approval.tool))
+        decided += list(
+            session.exec(
+                select(Approval).where(
+                    Approval.session_id == approval.session_id,
+                    Approval.tool == approval.tool,
+                    col(Approval.decision).is_(None),
+                    Approval.tool_call_id != tool_call_id,
+                )
+            )
+        )
+    now = utcnow()
+    for row in decided:
+        row.decision, row.decided_at = decision, now
+        session.add(row)
+    session.flush()
+    kicked = []
+    for turn_id in {row.turn_id for row in decided}:
+        turn = lock_turn(session, turn_id)
+        if turn.status == "awaiting_approval" and pending_count(session, turn_id) == 0:
+            turn.status = "queued"
+            session.add(turn)
+            kicked.append(turn.agent_id)
+    return kicked
+
+
+def pending_approvals(
+    session: Session, session_id: str, after: str | None, limit: int
+) -> list[Approval]:
+    query = select(Approval).where(
+        Approval.session_id == session_id, col(Approval.decision).is_(None)
+    )
+    if after:
+        query = query.where(Approval.tool_call_id > after)
+    return list(session.exec(query.order_by(Approval.tool_call_id).limit(limit)))
+
+
+def expired_running_turns(session: Session, now: float) -> list[Turn]:
+    """Running turns whose agent's lease expired: their attempt was lost."""
+    return list(
+        session.exec(
+            select(Turn)
+            .join(Thread, col(Thread.id) == Turn.agent_id)
+            .where(
+                Turn.status == "running",
+                (col(Thread.lease_holder).is_(None)) | (Thread.lease_expires_at < now),
+            )
+        )
+    )
+
+
+def agents_needing_kick(session: Session, now: float, limit: int = 1000) -> list[str]:
+    """Agents with a queued turn and no live lease (their kick may have been lost)."""
+    rows = session.exec(
+        select(Turn.agent_id)
+        .join(Thread, col(Thread.id) == Turn.agent_id)
+        .where(
+            Turn.status == "queued",
+            (col(Thread.lease_holder).is_(None)) | (Thread.lease_expires_at < now),
+        )
+        .distinct()
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def now_s() -> float:
+    return time.time()
+
+
+def turn_changes_for_end(status: str, **fields: Any) -> dict[str, Any]:
+    return {"status": status, "finished_at": utcnow(), **fields}

@@ -1,0 +1,166 @@
+"""One kick: take the agent's lease, run its head turn, release, re-check.
+
+A kick names the agent, not the turn. A kick that finds the lease held does
+nothing: the holder re-checks for open turns in a read that starts after its
+release committed, so no turn is stranded between two kicks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from shared.agents.agent import Agent, CancelReason, TurnOutcome
+from shared.agents.factory import rehydrate_agent
+from shared.errors import BobbinError, LeaseLost, WorkerLost
+from shared.events import NewEvent
+from shared.leases import Lease, acquire_lease, release_lease, renew_lease
+from shared.models import Turn
+from shared.providers.retry import RetryPolicy
+from shared.resources import Resources
+from shared.threads import ThreadWriter, events_after, to_envelope
+from shared.turns import (
+    cancel_requested,
+    has_runnable_turn,
+    head_open_turn,
+    turn_changes_for_end,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActiveTurn:
+    agent: Agent
+    task: asyncio.Task[TurnOutcome]
+
+
+@dataclass
+class WorkerState:
+    """What one worker process knows of the turns it carries right now."""
+
+    worker_id: str
+    active: dict[str, ActiveTurn] = field(default_factory=dict)
+    early_cancels: set[str] = field(default_factory=set)
+    retry: RetryPolicy | None = None
+
+    def cancel(self, turn_id: str, reason: CancelReason) -> bool:
+        active = self.active.get(turn_id)
+        if active is None:
+            if reason is CancelReason.USER:
+                self.early_cancels.add(turn_id)
+            return False
+        if active.agent.cancel_reason is None:
+            active.agent.cancel_reason = reason
+            active.task.cancel()
+        return True
+
+    def cancel_all(self, reason: CancelReason) -> None:
+        for turn_id in list(self.active):
+            self.cancel(turn_id, reason)
+
+
+async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> None:
+    """Run the agent's turns while it has runnable ones and this worker can take its lease."""
+    db, settings = resources.db, resources.settings
+    while True:
+        lease = await db.run(acquire_lease, agent_id, state.worker_id, settings.lease_s)
+        if lease is None:
+            return  # the holder re-checks after its release
+        try:
+            await _run_head(resources, state, lease)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(db.run(release_lease, lease))
+        if not await db.read(has_runnable_turn, agent_id):
+            return
+
+
+async def _run_head(resources: Resources, state: WorkerState, lease: Lease) -> None:
+    writer = ThreadWriter(resources.db, lease, resources.sink)
+    await _publish_unpublished(resources, writer)
+    turn = await resources.db.read(head_open_turn, lease.thread_id)
+    if turn is None or turn.status == "awaiting_approval":
+        return
+    if turn.status == "running":  # its worker was lost before the sweeper noticed
+        turn = await _recover_lost_attempt(writer, turn, resources.settings.max_attempts)
+        if turn is None:
+            return
+    agent = await rehydrate_agent(resources, writer, state.retry)
+    task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
+    state.active[turn.id] = ActiveTurn(agent, task)
+    if turn.id in state.early_cancels or turn.cancel_requested:
+        state.early_cancels.discard(turn.id)
+        state.cancel(turn.id, CancelReason.USER)
+    renewer = asyncio.create_task(_keep_lease(resources, state, lease, turn.id))
+    try:
+        outcome = await task
+        log.info("turn %s ended %s", turn.id, outcome.value)
+    except asyncio.CancelledError:
+        if agent.cancel_reason is None:  # this kick itself was cancelled
+            task.cancel()
+            raise
+    except Exception:
+        log.exception("turn %s crashed", turn.id)
+        await _fail_crashed(writer, turn)
+    finally:
+        renewer.cancel()
+        state.active.pop(turn.id, None)
+
+
+async def _keep_lease(resources: Resources, state: WorkerState, lease: Lease, turn_id: str) -> None:
+    """Renew every ``lease_renew_s``; a failed renewal stops the attempt at once."""
+    settings = resources.settings
+    while True:
+        await asyncio.sleep(settings.lease_renew_s)
+        try:
+            await resources.db.run(renew_lease, lease, settings.lease_s)
+        except LeaseLost:
+            active = state.active.get(turn_id)
+            if active is not None:
+                active.task.cancel()
+            return
+        except BobbinError:
+            continue  # database briefly away: the lease still has time
+        if await resources.db.read(cancel_requested, turn_id):  # in case Redis missed it
+            state.cancel(turn_id, CancelReason.USER)
+
+
+async def _publish_unpublished(resources: Resources, writer: ThreadWriter) -> None:
+    """Publish what a dead holder committed but never published."""
+    lease = writer.lease
+    if lease.published_seq >= lease.seq:
+        return
+    rows = await resources.db.read(
+        events_after, lease.thread_id, lease.published_seq, lease.seq - lease.published_seq
+    )
+    await resources.sink.publish([to_envelope(row) for row in rows])
+    writer.published_seq = lease.seq
+
+
+async def _recover_lost_attempt(writer: ThreadWriter, turn: Turn, max_attempts: int) -> Turn | None:
+    """Count the lost attempt; the last allowed one ends the turn ``worker_lost``."""
+    turn.attempt += 1
+    if turn.attempt >= max_attempts:
+        error = WorkerLost(f"the turn's worker was lost {turn.attempt} times")
+        await writer.append(
+            turn.id,
+            [NewEvent.of("turn_failed", **error.to_dict())],
+            turn_changes=turn_changes_for_end("failed", error=error.to_dict(), attempt=turn.attempt),
+        )
+        return None
+    await writer.append(turn.id, [], turn_changes={"attempt": turn.attempt, "status": "queued"})
+    turn.status = "queued"
+    return turn
+
+
+async def _fail_crashed(writer: ThreadWriter, turn: Turn) -> None:
+    error = BobbinError("the turn stopped on an internal error; see the worker's log")
+    with contextlib.suppress(BobbinError):
+        await writer.append(
+            turn.id,
+            [NewEvent.of("turn_failed", **error.to_dict())],
+            turn_changes=turn_changes_for_end("failed", error=error.to_dict()),
+        )

@@ -1,0 +1,79 @@
+"""Real Bobbin processes for integration tests: Celery workers (and API servers) as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOBBIN_")}
+    env.update(
+        BOBBIN_DATA_DIR=str(settings.data_dir),
+        BOBBIN_DATABASE_URL=settings.effective_database_url,
+        BOBBIN_REDIS_URL=settings.redis_url,
+        BOBBIN_SECRET_KEY=settings.secret_key.get_secret_value() if settings.secret_key else "",
+        BOBBIN_LEASE_S=str(settings.lease_s),
+        BOBBIN_LEASE_RENEW_S=str(settings.lease_renew_s),
+        BOBBIN_SWEEP_INTERVAL_S=str(settings.sweep_interval_s),
+        BOBBIN_SHUTDOWN_TIMEOUT_S=str(settings.shutdown_timeout_s),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """``python -m workers.app`` with the test's settings; waits until it consumes."""
+
+    def __init__(self, settings: Settings, log_path: Path, concurrency: int = 20, **env: str):
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.app"],
+            cwd=ROOT,
+            env=env_for(settings, BOBBIN_WORKER_CONCURRENCY=str(concurrency), **env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout_s: float = 30) -> WorkerProcess:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if b" ready." in self.log_path.read_bytes():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        self.terminate(15)
+        self._log.close()
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")

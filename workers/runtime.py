@@ -1,0 +1,123 @@
+"""The worker process's event loop: one asyncio loop on a dedicated thread.
+
+Celery's ``threads`` pool hands each kick's coroutine to this loop and waits
+for its outcome, so one process carries many turns while they wait on
+models. Resources are opened on the loop once (``worker_init``) and closed
+on ``worker_shutdown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from celery import Celery
+from redis.exceptions import RedisError
+
+from shared.agents.agent import CancelReason
+from shared.config import Settings
+from shared.keys import cancel_channel
+from shared.queue import kick
+from shared.resources import Resources, open_resources
+from workers.runner import WorkerState, run_kick
+from workers.sweeper import sweep_forever
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings, app: Celery, concurrency: int) -> None:
+        self.settings = settings
+        self.app = app
+        self.concurrency = concurrency
+        self.state = WorkerState(worker_id=f"{socket.gethostname()}:{os.getpid()}")
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="bobbin-loop", daemon=True)
+        self._background: list[asyncio.Task[None]] = []
+        self.resources: Resources | None = None
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.resources = self.call(
+            open_resources(self.settings, loopback=True, concurrency=self.concurrency)
+        )
+        self.call(self._start_background())
+        log.info("worker %s ready (concurrency %d)", self.state.worker_id, self.concurrency)
+
+    async def _start_background(self) -> None:
+        assert self.resources is not None
+        self._background = [
+            asyncio.create_task(sweep_forever(self.resources, self.app), name="sweeper"),
+            asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
+        ]
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for its result (from a pool thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def run_kick(self, agent_id: str) -> None:
+        assert self.resources is not None
+        self.call(run_kick(self.resources, self.state, agent_id))
+
+    async def _listen_cancels(self) -> None:
+        assert self.resources is not None
+        while True:
+            try:
+                pubsub = self.resources.redis.pubsub()
+                await pubsub.subscribe(cancel_channel())
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        turn_id = message["data"].decode()
+                        self.state.cancel(turn_id, CancelReason.USER)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("cancel listener lost Redis (%s); retrying", exc)
+                await asyncio.sleep(1)
+
+    def begin_shutdown(self) -> None:
+        """On SIGTERM: give turns the grace period, then hand the rest back to the queue."""
+        grace = max(self.settings.shutdown_timeout_s - 2.0, 0.5)
+        self.loop.call_soon_threadsafe(lambda: self.loop.call_later(grace, self._hand_back))
+
+    def _hand_back(self) -> None:
+        agents = [active.agent.thread_id for active in self.state.active.values()]
+        if not agents:
+            return
+        log.warning("shutdown grace over: returning %d turns to the queue", len(agents))
+        self.state.cancel_all(CancelReason.SHUTDOWN)
+        task = asyncio.ensure_future(self._kick_later(agents))
+        self._background.append(task)
+
+    async def _kick_later(self, agents: list[str]) -> None:
+        while self.state.active:
+            await asyncio.sleep(0.05)
+        for agent_id in agents:
+            await kick(self.app, agent_id)
+
+    def stop(self) -> None:
+        async def _close() -> None:
+            for task in self._background:
+                task.cancel()
+            for task in self._background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.resources is not None:
+                await self.resources.aclose()
+
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.call(_close())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)

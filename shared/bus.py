@@ -68,7 +68,12 @@ class EventHub:
             self._subs[session_id].add(sub)
             if first:
                 self._confirmed[session_id] = asyncio.Event()
-                await self._pubsub.subscribe(session_channel(session_id))
+                try:
+                    await self._pubsub.subscribe(session_channel(session_id))
+                except BaseException:  # Redis away: leave no subscriber waiting for nothing
+                    del self._subs[session_id]
+                    self._confirmed.pop(session_id, None)
+                    raise
             if self._task is None:
                 self._task = asyncio.create_task(self._listen(), name="bobbin-event-hub")
             confirmed = self._confirmed[session_id]

@@ -31,19 +31,23 @@ class Lease:
 def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float) -> Lease | None:
     """Take the lease if it is free or expired; None when someone else holds it."""
     now = time.time()
-    row = session.connection().execute(
-        update(Thread)
-        .where(
-            Thread.id == thread_id,
-            or_(Thread.lease_holder.is_(None), Thread.lease_expires_at < now),
+    row = (
+        session.connection()
+        .execute(
+            update(Thread)
+            .where(
+                Thread.id == thread_id,
+                or_(Thread.lease_holder.is_(None), Thread.lease_expires_at < now),
+            )
+            .values(
+                lease_token=Thread.lease_token + 1,
+                lease_holder=holder,
+                lease_expires_at=now + lease_s,
+            )
+            .returning(Thread.lease_token, Thread.session_id, Thread.seq, Thread.published_seq)
         )
-        .values(
-            lease_token=Thread.lease_token + 1,
-            lease_holder=holder,
-            lease_expires_at=now + lease_s,
-        )
-        .returning(Thread.lease_token, Thread.session_id, Thread.seq, Thread.published_seq)
-    ).first()
+        .first()
+    )
     if row is None:
         return None
     return Lease(thread_id, row.session_id, row.lease_token, holder, row.seq, row.published_seq)
@@ -78,16 +82,20 @@ def release_lease(session: Session, lease: Lease, published_seq: int | None = No
 
 def fence_seqs(session: Session, lease: Lease, count: int, published_seq: int) -> int:
     """Allocate ``count`` seqs under the lease; returns the last. Raises LeaseLost."""
-    row = session.connection().execute(
-        update(Thread)
-        .where(
-            Thread.id == lease.thread_id,
-            Thread.lease_token == lease.token,
-            Thread.lease_holder.is_not(None),
+    row = (
+        session.connection()
+        .execute(
+            update(Thread)
+            .where(
+                Thread.id == lease.thread_id,
+                Thread.lease_token == lease.token,
+                Thread.lease_holder.is_not(None),
+            )
+            .values(seq=Thread.seq + count, published_seq=published_seq)
+            .returning(Thread.seq)
         )
-        .values(seq=Thread.seq + count, published_seq=published_seq)
-        .returning(Thread.seq)
-    ).first()
+        .first()
+    )
     if row is None:
         raise LeaseLost(f"the lease on {lease.thread_id} was lost; the write was refused")
     return int(row.seq)

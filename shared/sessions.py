@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from shared.configuration import AGENT_OVERRIDE_KEYS, Configuration, apply_patch, effective
-from shared.errors import ProjectNotFound, ProviderNotConfigured, SessionNotFound
+from shared.errors import Conflict, ProjectNotFound, ProviderNotConfigured, SessionNotFound
 from shared.models import ChatSession, Project, Thread, Turn, new_id
 from shared.threads import get_thread
 
@@ -47,7 +47,10 @@ def create_project(
     session: Session, name: str, working_directory: str | None, configuration: dict[str, Any]
 ) -> Project:
     project = Project(
-        id=new_id("prj"), name=name, working_directory=working_directory, configuration=configuration
+        id=new_id("prj"),
+        name=name,
+        working_directory=working_directory,
+        configuration=configuration,
     )
     session.add(project)
     return project
@@ -68,18 +71,20 @@ def create_session(
     return chat, coordinator.id
 
 
-def spawn_agent(
-    session: Session, session_id: str, name: str, overrides: dict[str, Any]
-) -> Thread:
+def spawn_agent(session: Session, session_id: str, name: str, overrides: dict[str, Any]) -> Thread:
     """Create the agent's thread ``<session_id>.<n>``; raises ProviderNotConfigured."""
     chat = get_session(session, session_id)
     _require_provider(effective_for(session, chat, overrides))
-    n = session.connection().execute(
-        update(ChatSession)
-        .where(ChatSession.id == session_id)
-        .values(agent_counter=ChatSession.agent_counter + 1)
-        .returning(ChatSession.agent_counter)
-    ).scalar_one()
+    n = (
+        session.connection()
+        .execute(
+            update(ChatSession)
+            .where(ChatSession.id == session_id)
+            .values(agent_counter=ChatSession.agent_counter + 1)
+            .returning(ChatSession.agent_counter)
+        )
+        .scalar_one()
+    )
     meta = {"name": name, **{k: v for k, v in overrides.items() if v is not None}}
     thread = Thread(id=f"{session_id}.{n}", session_id=session_id, ordinal=n, meta=meta)
     session.add(thread)
@@ -95,9 +100,7 @@ def _require_provider(config: Configuration) -> None:
         )
 
 
-def effective_for(
-    session: Session, chat: ChatSession, agent_meta: dict[str, Any]
-) -> Configuration:
+def effective_for(session: Session, chat: ChatSession, agent_meta: dict[str, Any]) -> Configuration:
     project = get_project(session, chat.project_id)
     agent_level = {k: agent_meta.get(k) for k in AGENT_OVERRIDE_KEYS}
     return effective(project.configuration, chat.configuration, agent_level)
@@ -151,3 +154,59 @@ def update_agent(session: Session, agent_id: str, patch: dict[str, Any]) -> Thre
     thread.meta = meta
     session.add(thread)
     return thread
+
+
+def list_projects(session: Session, after: str | None, limit: int) -> list[Project]:
+    """Projects ordered by id; ``after`` is the id of the last project already seen."""
+    query = select(Project).order_by(Project.id).limit(limit)
+    if after:
+        query = query.where(Project.id > after)
+    return list(session.exec(query))
+
+
+def update_project(
+    session: Session, project_id: str, changes: dict[str, Any], config_patch: dict[str, Any]
+) -> Project:
+    """Set ``changes`` (name, working_directory) and PATCH the configuration."""
+    project = get_project(session, project_id)
+    for key, value in changes.items():
+        setattr(project, key, value)
+    project.configuration = apply_patch(project.configuration, config_patch)
+    session.add(project)
+    return project
+
+
+def delete_project(session: Session, project_id: str) -> None:
+    """Raises ProjectNotFound, or Conflict while the project has sessions."""
+    project = get_project(session, project_id)
+    if session.exec(select(ChatSession.id).where(ChatSession.project_id == project_id)).first():
+        raise Conflict(f"project {project_id!r} has sessions: a project is deleted empty")
+    session.delete(project)
+
+
+def list_sessions(
+    session: Session, project_id: str, after: str | None, limit: int
+) -> list[ChatSession]:
+    """A project's sessions ordered by id; ``after`` is the id of the last one already seen."""
+    get_project(session, project_id)
+    query = (
+        select(ChatSession)
+        .where(ChatSession.project_id == project_id)
+        .order_by(ChatSession.id)
+        .limit(limit)
+    )
+    if after:
+        query = query.where(ChatSession.id > after)
+    return list(session.exec(query))
+
+
+def update_session(
+    session: Session, session_id: str, changes: dict[str, Any], config_patch: dict[str, Any]
+) -> ChatSession:
+    """Set ``changes`` (name) and PATCH the configuration."""
+    chat = get_session(session, session_id)
+    for key, value in changes.items():
+        setattr(chat, key, value)
+    chat.configuration = apply_patch(chat.configuration, config_patch)
+    session.add(chat)
+    return chat

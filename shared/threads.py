@@ -35,12 +35,16 @@ def append_events(
     """Append under the lease (raises LeaseLost) and return the stored events."""
     count = len(events)
     last_seq = fence_seqs(session, lease, count, published_seq)
-    last_session_seq = session.connection().execute(
-        update(ChatSession)
-        .where(ChatSession.id == lease.session_id)
-        .values(session_seq=ChatSession.session_seq + count)
-        .returning(ChatSession.session_seq)
-    ).scalar_one()
+    last_session_seq = (
+        session.connection()
+        .execute(
+            update(ChatSession)
+            .where(ChatSession.id == lease.session_id)
+            .values(session_seq=ChatSession.session_seq + count)
+            .returning(ChatSession.session_seq)
+        )
+        .scalar_one()
+    )
     now = utcnow()
     rows = [
         ThreadEvent(
@@ -154,9 +158,7 @@ class ThreadWriter:
         also: Callable[[Session], None] | None = None,
         release: bool = False,
     ) -> list[ThreadEvent]:
-        rows = await self.db.run(
-            self._commit, turn_id, list(events), turn_changes, also, release
-        )
+        rows = await self.db.run(self._commit, turn_id, list(events), turn_changes, also, release)
         if rows:
             await self.sink.publish([to_envelope(row) for row in rows])
             self.published_seq = rows[-1].seq

@@ -68,12 +68,16 @@ def enqueue_turn(
         raise AgentQueueFull(
             f"agent {agent_id} already has {queued} queued turns: wait for some to finish"
         )
-    position = session.connection().execute(
-        update(Thread)
-        .where(Thread.id == agent_id)
-        .values(position=Thread.position + 1)
-        .returning(Thread.position)
-    ).scalar_one()
+    position = (
+        session.connection()
+        .execute(
+            update(Thread)
+            .where(Thread.id == agent_id)
+            .values(position=Thread.position + 1)
+            .returning(Thread.position)
+        )
+        .scalar_one()
+    )
     turn = Turn(
         id=new_id("turn"),
         agent_id=agent_id,
@@ -158,9 +162,7 @@ def pending_count(session: Session, turn_id: str) -> int:
     ).one()
 
 
-def decide(
-    session: Session, agent_id: str, tool_call_id: str, decision: str
-) -> list[str]:
+def decide(session: Session, agent_id: str, tool_call_id: str, decision: str) -> list[str]:
     """Record a decision; returns the agents whose turns it re-queued (to kick).
 
     Raises ApprovalNotFound or ApprovalAlreadyDecided (the loser of a race).

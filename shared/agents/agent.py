@@ -148,7 +148,7 @@ class Agent:
 
     async def _start(self, state: _TurnState) -> None:
         turn = state.turn
-        changes: dict[str, Any] = {"status": "running"}
+        changes: dict[str, Any] = {"status": "running", "worker_id": self._store.holder}
         events: list[NewEvent] = []
         if turn.started_at is None:
             instance_id, model_id = self.provider_target(None)
@@ -182,9 +182,7 @@ class Agent:
                     )
                 )
         events.append(NewEvent.of("user_message", content=turn.input))
-        events.append(
-            NewEvent.of("turn_started", provider_instance_id=pair[0], model_id=pair[1])
-        )
+        events.append(NewEvent.of("turn_started", provider_instance_id=pair[0], model_id=pair[1]))
         return events
 
     def _ensure_workspace(self) -> None:
@@ -448,5 +446,3 @@ class Agent:
 
 def _new_call_id() -> str:
     return "tc_" + secrets.token_hex(8)
-
-

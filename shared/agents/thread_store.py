@@ -22,7 +22,13 @@ from shared.leases import Lease, release_lease
 from shared.models import Approval, Thread, ThreadEvent
 from shared.sessions import agent_configuration, get_project, get_session
 from shared.threads import ThreadWriter, events_after, update_turn
-from shared.turns import add_approval_requests, load_decisions, lock_turn, pending_count, session_grants
+from shared.turns import (
+    add_approval_requests,
+    load_decisions,
+    lock_turn,
+    pending_count,
+    session_grants,
+)
 
 MAX_EVENTS = 10_000_000
 
@@ -63,6 +69,11 @@ class ThreadStore:
     async def load(cls, db: Database, writer: ThreadWriter) -> ThreadStore:
         state = await db.read(load_thread_state, writer.lease.thread_id)
         return cls(db, writer, state)
+
+    @property
+    def holder(self) -> str:
+        """Who holds the lease: the worker running this turn."""
+        return self._writer.lease.holder
 
     def workspace(self, data_dir: Path) -> Path:
         if self.state.working_directory:

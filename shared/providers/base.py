@@ -193,7 +193,7 @@ def error_for_status(
 
 
 def scrub_exception(exc: BaseException, secret: str) -> None:
-    """Redact ``secret`` from an SDK exception's text, which tracebacks of the chained error show."""
+    """Redact ``secret`` from an SDK exception's text (tracebacks show the chained cause)."""
     exc.args = tuple(redact(a, secret, limit=10_000) if isinstance(a, str) else a for a in exc.args)
     if isinstance(message := getattr(exc, "message", None), str):
         with contextlib.suppress(AttributeError):

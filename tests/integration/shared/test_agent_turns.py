@@ -104,9 +104,7 @@ async def test_agent_without_credential_fails_turn_with_code(res: Resources, llm
     assert llm.requests == []
 
 
-async def test_openai_compatible_instance_needs_no_credential(
-    res: Resources, llm: FakeLLM
-) -> None:
+async def test_openai_compatible_instance_needs_no_credential(res: Resources, llm: FakeLLM) -> None:
     instance = await add_instance(res, llm, "openai-compatible", api_key=None)
     agent_id = await add_agent(res, instance, "openai-compatible", model_id="my-local-model")
     turn = await send(res, agent_id, "hello")
@@ -214,9 +212,7 @@ async def test_switching_provider_between_turns_uses_the_new_one(
     first = await send(res, agent_id, "first")
     await run(res, agent_id)
 
-    await res.db.run(
-        update_agent, agent_id, {"provider_instance_id": openai, "model_id": "gpt-4o"}
-    )
+    await res.db.run(update_agent, agent_id, {"provider_instance_id": openai, "model_id": "gpt-4o"})
     second = await send(res, agent_id, "second")
     await run(res, agent_id)
 
@@ -230,9 +226,7 @@ async def test_switching_provider_between_turns_uses_the_new_one(
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
 
 
-async def test_agents_of_one_session_use_their_own_providers(
-    res: Resources, llm: FakeLLM
-) -> None:
+async def test_agents_of_one_session_use_their_own_providers(res: Resources, llm: FakeLLM) -> None:
     from tests.helpers import add_sibling
 
     anthropic = await add_instance(res, llm, "anthropic")

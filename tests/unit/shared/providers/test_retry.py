@@ -1,0 +1,150 @@
+"""stream_with_retry: retries before the first event only, with backoff that honours Retry-After."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shared.errors import ProviderError, ProviderRateLimited
+from shared.providers.base import ModelRequest, ProviderEvent, StopEvent, TextDelta
+from shared.providers.retry import RetryPolicy, stream_with_retry
+from tests.fakellm import FakeLLM, Reply
+from tests.unit.shared.providers.support import ask
+
+MakeProvider = Callable[..., Any]
+FAST = RetryPolicy(base_delay_s=0.001, max_delay_s=0.5)
+
+
+async def _run(provider: Any, request: ModelRequest, policy: RetryPolicy) -> list[ProviderEvent]:
+    return [event async for event in stream_with_retry(provider, request, policy)]
+
+
+def _text(events: list[ProviderEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+async def test_rate_limited_call_waits_for_retry_after_then_succeeds(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(error_status=429, error_headers={"retry-after": "0.1"}))
+    fake_llm.script(Reply(text="second time lucky"))
+    started = time.monotonic()
+
+    events = await _run(make_provider(), ask("hi"), FAST)
+
+    assert time.monotonic() - started >= 0.1
+    assert _text(events) == "second time lucky"
+    assert events[-1] == StopEvent(reason="end_turn")
+    assert len(fake_llm.requests) == 2
+
+
+async def test_unavailable_server_is_retried_then_succeeds(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(error_status=503), times=2)
+
+    events = await _run(make_provider(), ask("hi"), FAST)
+
+    assert _text(events) == "echo: hi"
+    assert len(fake_llm.requests) == 3
+
+
+async def test_stream_cut_before_the_first_token_is_retried(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(text="lost words", cut_after_chunks=0))
+
+    events = await _run(make_provider(), ask("hi"), FAST)
+
+    assert _text(events) == "echo: hi"
+    assert len(fake_llm.requests) == 2
+
+
+async def test_auth_failure_fails_at_once_without_retry(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(error_status=401), times=None)
+
+    with pytest.raises(ProviderError) as caught:
+        await _run(make_provider(), ask("hi"), FAST)
+
+    assert caught.value.code == "provider_auth_failed"
+    assert len(fake_llm.requests) == 1
+
+
+async def test_bad_request_fails_at_once_without_retry(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(error_status=400), times=None)
+
+    with pytest.raises(ProviderError):
+        await _run(make_provider(), ask("hi"), FAST)
+
+    assert len(fake_llm.requests) == 1
+
+
+async def test_stream_cut_after_the_first_token_is_not_retried(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(text="one two three", cut_after_chunks=1))
+    received: list[ProviderEvent] = []
+
+    with pytest.raises(ProviderError) as caught:
+        async for event in stream_with_retry(make_provider(), ask("hi"), FAST):
+            received.append(event)
+
+    assert received == [TextDelta(text="one ")]
+    assert caught.value.code == "provider_error"
+    assert len(fake_llm.requests) == 1
+
+
+async def test_gives_up_after_max_attempts_with_the_last_error(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(error_status=500), times=None)
+
+    with pytest.raises(ProviderError) as caught:
+        await _run(make_provider(), ask("hi"), RetryPolicy(max_attempts=3, base_delay_s=0.001))
+
+    assert caught.value.code == "provider_error"
+    assert len(fake_llm.requests) == 3
+
+
+async def test_hang_is_retried_as_unreachable_then_succeeds(
+    fake_llm: FakeLLM, make_provider: MakeProvider
+) -> None:
+    fake_llm.script(Reply(hang=True))
+
+    events = await _run(make_provider(timeout_s=0.1), ask("hi"), FAST)
+
+    assert _text(events) == "echo: hi"
+    assert len(fake_llm.requests) == 2
+
+
+# -- the backoff itself -------------------------------------------------------------
+
+
+def test_backoff_doubles_per_attempt_up_to_the_cap() -> None:
+    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=3.0, jitter=0)
+    error = ProviderError("boom")
+
+    assert [policy.delay_s(n, error) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_jitter_draws_each_delay_below_its_backoff() -> None:
+    policy = RetryPolicy(base_delay_s=1.0, max_delay_s=8.0, jitter=0.5)
+    delays = {policy.delay_s(2, ProviderError("boom")) for _ in range(50)}
+
+    assert all(1.0 <= d <= 2.0 for d in delays)
+    assert len(delays) > 1
+
+
+def test_retry_after_is_honoured_but_capped() -> None:
+    policy = RetryPolicy(base_delay_s=0.1, max_delay_s=8.0, jitter=0)
+
+    assert policy.delay_s(1, ProviderRateLimited("slow down", retry_after_s=5)) == 5
+    assert policy.delay_s(1, ProviderRateLimited("slow down", retry_after_s=60)) == 8
+    assert policy.delay_s(1, ProviderRateLimited("slow down")) == 0.1

@@ -41,7 +41,9 @@ def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
 
 def ensure_key(session: Session, name: str, plaintext: str) -> ApiKey:
     """Store ``plaintext`` (e.g. the bootstrap key) hashed unless a key with its hash exists."""
-    existing = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_api_key(plaintext))).first()
+    existing = session.exec(
+        select(ApiKey).where(ApiKey.key_hash == hash_api_key(plaintext))
+    ).first()
     return existing if existing is not None else _store(session, name, plaintext)
 
 

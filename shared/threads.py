@@ -145,6 +145,7 @@ class ThreadWriter:
     lease: Lease
     sink: EventSink
     published_seq: int = field(init=False)
+    released: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.published_seq = self.lease.published_seq
@@ -159,6 +160,7 @@ class ThreadWriter:
         release: bool = False,
     ) -> list[ThreadEvent]:
         rows = await self.db.run(self._commit, turn_id, list(events), turn_changes, also, release)
+        self.released = self.released or release
         if rows:
             await self.sink.publish([to_envelope(row) for row in rows])
             self.published_seq = rows[-1].seq
@@ -189,7 +191,13 @@ class ThreadWriter:
 
     def _fenced(self, session: Session, fn: Callable[..., T], *args: Any) -> T:
         fence_seqs(session, self.lease, 0, self.published_seq)
-        return fn(session, self.lease, *args)
+        return fn(session, self, *args)
+
+    async def release(self) -> None:
+        """Give the lease up unless a closing transaction already did."""
+        if not self.released:
+            await self.db.run(release_lease, self.lease)
+            self.released = True
 
     async def publish(self, envelope: Envelope) -> None:
         """Publish an ephemeral event (never persisted)."""

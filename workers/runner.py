@@ -12,11 +12,14 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from sqlmodel import Session
+
 from shared.agents.agent import Agent, CancelReason, TurnOutcome
 from shared.agents.factory import rehydrate_agent
+from shared.agents.thread_store import ThreadState, load_thread_state
 from shared.errors import BobbinError, LeaseLost, WorkerLost
 from shared.events import NewEvent
-from shared.leases import Lease, acquire_lease, release_lease, renew_lease
+from shared.leases import Lease, acquire_lease, renew_lease
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
@@ -45,6 +48,7 @@ class WorkerState:
     active: dict[str, ActiveTurn] = field(default_factory=dict)
     early_cancels: set[str] = field(default_factory=set)
     retry: RetryPolicy | None = None
+    stopping: bool = False  # shutting down: take no new lease
 
     def cancel(self, turn_id: str, reason: CancelReason) -> bool:
         active = self.active.get(turn_id)
@@ -58,6 +62,8 @@ class WorkerState:
         return True
 
     def cancel_all(self, reason: CancelReason) -> None:
+        if reason is CancelReason.SHUTDOWN:
+            self.stopping = True
         for turn_id in list(self.active):
             self.cancel(turn_id, reason)
 
@@ -65,36 +71,57 @@ class WorkerState:
 async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> None:
     """Run the agent's turns while it has runnable ones and this worker can take its lease."""
     db, settings = resources.db, resources.settings
-    while True:
-        lease = await db.run(acquire_lease, agent_id, state.worker_id, settings.lease_s)
-        if lease is None:
+    while not state.stopping:
+        claim = await db.run(_claim, agent_id, state.worker_id, settings.lease_s)
+        if claim is None:
             return  # the holder re-checks after its release
+        writer = ThreadWriter(db, claim.lease, resources.sink)
         try:
-            await _run_head(resources, state, lease)
+            await _run_head(resources, state, writer, claim)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(db.run(release_lease, lease))
+                await asyncio.shield(writer.release())
+        # This read starts after the release committed: a turn enqueued meanwhile is seen.
         if not await db.read(has_runnable_turn, agent_id):
             return
 
 
-async def _run_head(resources: Resources, state: WorkerState, lease: Lease) -> None:
-    writer = ThreadWriter(resources.db, lease, resources.sink)
-    await _publish_unpublished(resources, writer)
-    turn = await resources.db.read(head_open_turn, lease.thread_id)
+@dataclass
+class _Claim:
+    lease: Lease
+    turn: Turn | None
+    thread: ThreadState | None
+
+
+def _claim(session: Session, agent_id: str, holder: str, lease_s: float) -> _Claim | None:
+    """Take the lease and load the head turn and the thread, in one transaction."""
+    lease = acquire_lease(session, agent_id, holder, lease_s)
+    if lease is None:
+        return None
+    turn = head_open_turn(session, agent_id)
     if turn is None or turn.status == "awaiting_approval":
+        return _Claim(lease, None, None)
+    return _Claim(lease, turn, load_thread_state(session, agent_id))
+
+
+async def _run_head(
+    resources: Resources, state: WorkerState, writer: ThreadWriter, claim: _Claim
+) -> None:
+    await _publish_unpublished(resources, writer)
+    turn = claim.turn
+    if turn is None:
         return
     if turn.status == "running":  # its worker was lost before the sweeper noticed
         turn = await _recover_lost_attempt(writer, turn, resources.settings.max_attempts)
         if turn is None:
             return
-    agent = await rehydrate_agent(resources, writer, state.retry)
+    agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
     task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
     state.active[turn.id] = ActiveTurn(agent, task)
     if turn.id in state.early_cancels or turn.cancel_requested:
         state.early_cancels.discard(turn.id)
         state.cancel(turn.id, CancelReason.USER)
-    renewer = asyncio.create_task(_keep_lease(resources, state, lease, turn.id))
+    renewer = asyncio.create_task(_keep_lease(resources, state, writer.lease, turn.id))
     try:
         outcome = await task
         log.info("turn %s ended %s", turn.id, outcome.value)
@@ -148,7 +175,9 @@ async def _recover_lost_attempt(writer: ThreadWriter, turn: Turn, max_attempts: 
         await writer.append(
             turn.id,
             [NewEvent.of("turn_failed", **error.to_dict())],
-            turn_changes=turn_changes_for_end("failed", error=error.to_dict(), attempt=turn.attempt),
+            turn_changes=turn_changes_for_end(
+                "failed", error=error.to_dict(), attempt=turn.attempt
+            ),
         )
         return None
     await writer.append(turn.id, [], turn_changes={"attempt": turn.attempt, "status": "queued"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.agents.agent import Agent, AgentConfig, AgentMetadata
-from shared.agents.thread_store import ThreadStore
+from shared.agents.thread_store import ThreadState, ThreadStore, load_thread_state
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
 from shared.threads import ThreadWriter
@@ -11,11 +11,16 @@ from shared.tools import ToolContext, ToolExecutor, builtin_tools
 
 
 async def rehydrate_agent(
-    resources: Resources, writer: ThreadWriter, retry: RetryPolicy | None = None
+    resources: Resources,
+    writer: ThreadWriter,
+    retry: RetryPolicy | None = None,
+    state: ThreadState | None = None,
 ) -> Agent:
-    """Build the agent of ``writer``'s thread from the database; no provider yet."""
-    store = await ThreadStore.load(resources.db, writer)
-    state = store.state
+    """Build the agent of ``writer``'s thread from the database (or an already loaded
+    ``state``); it has no provider until ``initialize()``."""
+    if state is None:
+        state = await resources.db.read(load_thread_state, writer.lease.thread_id)
+    store = ThreadStore(resources.db, writer, state)
     meta = state.thread.meta
     tools = builtin_tools()
     settings = resources.settings

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from shared.configuration import Configuration
 from shared.db import Database
 from shared.events import Envelope, NewEvent
-from shared.leases import Lease, release_lease
+from shared.leases import release_lease
 from shared.models import Approval, Thread, ThreadEvent
 from shared.sessions import agent_configuration, get_project, get_session
 from shared.threads import ThreadWriter, events_after, update_turn
@@ -65,11 +65,6 @@ class ThreadStore:
         self._writer = writer
         self.state = state
 
-    @classmethod
-    async def load(cls, db: Database, writer: ThreadWriter) -> ThreadStore:
-        state = await db.read(load_thread_state, writer.lease.thread_id)
-        return cls(db, writer, state)
-
     @property
     def holder(self) -> str:
         """Who holds the lease: the worker running this turn."""
@@ -112,7 +107,7 @@ class ThreadStore:
 
 
 def _suspend(
-    session: Session, lease: Lease, turn_id: str, running_s: float, usage: dict[str, int]
+    session: Session, writer: ThreadWriter, turn_id: str, running_s: float, usage: dict[str, int]
 ) -> bool:
     lock_turn(session, turn_id)
     if pending_count(session, turn_id) == 0:
@@ -120,10 +115,12 @@ def _suspend(
     update_turn(
         session, turn_id, {"status": "awaiting_approval", "running_s": running_s, "usage": usage}
     )
-    release_lease(session, lease)
+    release_lease(session, writer.lease)
+    writer.released = True
     return True
 
 
-def _requeue(session: Session, lease: Lease, turn_id: str, running_s: float) -> None:
+def _requeue(session: Session, writer: ThreadWriter, turn_id: str, running_s: float) -> None:
     update_turn(session, turn_id, {"status": "queued", "running_s": running_s})
-    release_lease(session, lease)
+    release_lease(session, writer.lease)
+    writer.released = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -62,15 +63,19 @@ class Tool(ABC):
     reading: ClassVar[bool] = False
 
     def spec(self) -> ToolSpec:
-        return ToolSpec(
-            name=self.name,
-            description=self.description,
-            input_schema=self.Input.model_json_schema(),
-        )
+        return _spec_of(type(self))
 
     @abstractmethod
     async def run(self, args: Any, ctx: ToolContext) -> ToolResult:
         """Run with validated ``args`` (an ``Input``); raises ``ToolFailure`` or ``OSError``."""
+
+
+@cache
+def _spec_of(tool: type[Tool]) -> ToolSpec:
+    """Generating a JSON schema costs about a millisecond: do it once per tool class."""
+    return ToolSpec(
+        name=tool.name, description=tool.description, input_schema=tool.Input.model_json_schema()
+    )
 
 
 def completed(content: str) -> ToolResult:

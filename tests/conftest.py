@@ -49,10 +49,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("_pg_migrated")
         db = Database(url)
         with db.engine.connect() as conn:
-            tables = conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname='public' "
-                     "AND tablename <> 'alembic_version'")
-            ).scalars().all()
+            tables = (
+                conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             conn.commit()
         db.dispose()

@@ -78,9 +78,7 @@ async def add_sibling(res: Resources, agent_id: str, name: str, overrides: dict[
 
 
 async def send(res: Resources, agent_id: str, content: str) -> Turn:
-    turn, _ = await res.db.run(
-        lambda s: enqueue_turn(s, agent_id, content, max_queued=1000)
-    )
+    turn, _ = await res.db.run(lambda s: enqueue_turn(s, agent_id, content, max_queued=1000))
     return turn
 
 

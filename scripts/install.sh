@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install Bobbin with the given extras; skipped when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-test}"
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=".venv/.installed-$(echo "$extras" | tr ',' '-')"
+digest="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -U pip
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]"
+  echo "$digest" > "$stamp"
+fi

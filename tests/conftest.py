@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.db import Database
 from shared.migrate import migrate
 from tests.fakellm import FakeLLM
+from tests.processes import ApiProcess, WorkerProcess
 
 TEST_REDIS_URL = os.environ.get("BOBBIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 PG_URL = os.environ.get("BOBBIN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -110,3 +111,26 @@ async def resources(settings: Settings) -> AsyncIterator[object]:
     res = await open_resources(settings, concurrency=20)
     yield res
     await res.aclose()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes with the test's settings; all are stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def start(concurrency: int = 20, **env: str) -> WorkerProcess:
+        proc = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", concurrency, **env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def api_server(settings: Settings, tmp_path: Path) -> Iterator[ApiProcess]:
+    """A real API process (uvicorn) on a free port, with an API key in ``.key``."""
+    proc = ApiProcess(settings, tmp_path / "api.log").wait_ready()
+    yield proc
+    proc.stop()

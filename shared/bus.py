@@ -125,7 +125,11 @@ class EventHub:
             if confirmed is not None:
                 confirmed.set()
         elif message["type"] == "message":
-            event = Envelope.model_validate_json(message["data"])  # type: ignore[arg-type]
+            try:
+                event = Envelope.model_validate_json(message["data"])  # type: ignore[arg-type]
+            except ValueError:  # not ours: never let one bad message stop every stream
+                log.warning("dropped a malformed message on %s", channel)
+                return
             for sub in list(self._subs.get(event.session_id, ())):
                 sub.offer(event)
 

@@ -37,7 +37,12 @@ def make_celery(settings: Settings) -> Celery:
             # Past this, Redis hands an unacked kick to another worker: keep it
             # above the longest turn so a running turn is not delivered twice.
             "visibility_timeout": int(settings.turn_timeout_s + 600),
+            # A kick must fail fast when Redis is away: the turn is durable and
+            # the sweeper kicks it later.
+            "socket_connect_timeout": 1.0,
+            "socket_timeout": 5.0,
         },
+        broker_connection_timeout=1.0,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,

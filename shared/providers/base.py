@@ -107,6 +107,10 @@ class Provider(Protocol):
         """A cheap local estimate of the request's input tokens (no network)."""
         ...
 
+    async def list_models(self) -> list[str]:
+        """The models the endpoint serves (one network call; used to test an instance)."""
+        ...
+
 
 def estimate_text_tokens(text: str) -> int:
     """About four characters a token: the usual rule of thumb for English text."""

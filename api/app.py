@@ -1,0 +1,99 @@
+"""The app factory: ``create_app(settings)`` builds the API; its lifespan owns the resources.
+
+The lifespan opens the process's Resources (database, Redis, HTTP pool,
+registry), one EventHub (one Redis subscriber for every stream of this
+process) and a Celery app used only to send kicks by task name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from api.auth import require_api_key, store_bootstrap_key
+from api.errors import install_error_handlers
+from api.metrics import Metrics
+from api.middleware import MAX_BODY_BYTES, BodyLimitMiddleware, MetricsMiddleware
+from api.routes import agents, approvals, events, health, projects, providers, sessions, turns
+from api.schemas import ErrorOut
+from api.state import ApiState, Kicker
+from shared.bus import EventHub
+from shared.config import Settings, get_settings
+from shared.queue import make_celery
+from shared.resources import Resources, open_resources
+
+ResourcesFactory = Callable[[Settings], Awaitable[Resources]]
+KEEPALIVE_S = 15.0
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "No valid API key"},
+    422: {"model": ErrorOut, "description": "The request is not valid"},
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resources_factory: ResourcesFactory | None = None,
+    auth: bool = True,
+    loopback: bool = True,
+    sse_keepalive_s: float = KEEPALIVE_S,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The Bobbin API.
+
+    ``resources_factory`` makes the Resources at startup (default:
+    ``open_resources(settings, loopback=loopback)``); the app closes them at
+    shutdown. ``auth=False`` runs without API keys (the CLI allows that on
+    loopback only). ``sse_keepalive_s`` spaces keep-alive comments on streams.
+    """
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    async def default_factory(s: Settings) -> Resources:
+        return await open_resources(s, loopback=loopback)
+
+    factory = resources_factory or default_factory
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            resources = await factory(settings)
+            stack.push_async_callback(resources.aclose)
+            await store_bootstrap_key(resources.db, settings)
+            hub = EventHub(resources.redis)
+            stack.push_async_callback(hub.aclose)
+            kicker = Kicker(make_celery(settings))
+            stack.push_async_callback(kicker.aclose)
+            app.state.bobbin = ApiState(
+                resources=resources,
+                hub=hub,
+                kicker=kicker,
+                auth=auth,
+                keepalive_s=sse_keepalive_s,
+                holder=f"api-{socket.gethostname()}-{os.getpid()}",
+            )
+            metrics.gauge(
+                "bobbin_api_event_streams", "Open event streams.", lambda: hub.active_streams
+            )
+            yield
+
+    app = FastAPI(
+        title="Bobbin",
+        summary="Runs AI agents as queued background jobs.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(health.router)
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+    for module in (providers, projects, sessions, agents, turns, events, approvals):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,75 @@
+"""Sessions: created with their coordinator agent ``<session_id>.1``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlmodel import Session
+
+from api.deps import DbDep, PageDep, RegistryDep
+from api.providers_check import check_provider
+from api.schemas import SessionCreate, SessionList, SessionOut, SessionUpdate, config_patch
+from shared.models import ChatSession
+from shared.sessions import (
+    create_session,
+    get_project,
+    get_session,
+    list_sessions,
+    update_session,
+)
+from shared.turns import session_grants
+
+router = APIRouter(tags=["sessions"])
+
+
+def _out(session: Session, chat: ChatSession) -> SessionOut:
+    return SessionOut.of(chat, session_grants(session, chat.id))
+
+
+def _read(session: Session, session_id: str) -> SessionOut:
+    return _out(session, get_session(session, session_id))
+
+
+@router.post("/projects/{project_id}/sessions", status_code=201)
+async def create(
+    project_id: str, body: SessionCreate, db: DbDep, registry: RegistryDep
+) -> SessionOut:
+    """Create a session and spawn its coordinator agent; 422 without an instance and model."""
+    configuration = body.configuration.model_dump(exclude_none=True) if body.configuration else {}
+    project = await db.read(get_project, project_id)
+    await check_provider(registry, project.configuration, configuration)
+
+    def write(session: Session) -> SessionOut:
+        chat, _ = create_session(session, project_id, body.name, configuration)
+        return _out(session, chat)
+
+    return await db.run(write)
+
+
+@router.get("/projects/{project_id}/sessions")
+async def list_all(project_id: str, db: DbDep, page: PageDep) -> SessionList:
+    def read(session: Session) -> list[SessionOut]:
+        return [
+            _out(session, chat)
+            for chat in list_sessions(session, project_id, page.cursor, page.fetch)
+        ]
+
+    rows, next_cursor = page.cut(await db.read(read), lambda row: row.id)
+    return SessionList(sessions=rows, next_cursor=next_cursor)
+
+
+@router.get("/sessions/{session_id}")
+async def get(session_id: str, db: DbDep) -> SessionOut:
+    """A session, with ``approved_tools``: the tools granted ``allow_session``."""
+    return await db.read(_read, session_id)
+
+
+@router.patch("/sessions/{session_id}")
+async def update(session_id: str, body: SessionUpdate, db: DbDep) -> SessionOut:
+    """Set fields; in ``configuration`` a null field removes it (null as a whole removes all)."""
+    patch = config_patch(body.configuration, "configuration" in body.model_fields_set)
+    changes = body.changes("name")
+
+    def write(session: Session) -> SessionOut:
+        return _out(session, update_session(session, session_id, changes, patch))
+
+    return await db.run(write)

@@ -15,7 +15,7 @@ stage() {
 
 stage "install" scripts/install.sh test,offline
 stage "services" scripts/services.sh
-stage "lint" bash -c ".venv/bin/ruff check . && .venv/bin/ruff format --check ."
+stage "lint and types" bash -c ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy shared workers api cli"
 stage "tests on SQLite" .venv/bin/pytest -q -m "not slow"
 stage "tests on PostgreSQL" env BOBBIN_TEST_DB=postgres .venv/bin/pytest -q -m "not slow"
 stage "slow suites (short versions)" .venv/bin/pytest -q -m slow

@@ -99,7 +99,7 @@ async def _cancel_awaiting(
 
 def _flag(session: Session, turn_id: str) -> None:
     session.connection().execute(
-        update(Turn).where(Turn.id == turn_id).values(cancel_requested=True)
+        update(Turn).where(col(Turn.id) == turn_id).values(cancel_requested=True)
     )
 
 
@@ -126,6 +126,6 @@ def _closing_events(session: Session, turn_id: str) -> list[NewEvent] | None:
 def _drop_requests(session: Session, turn_id: str) -> None:
     session.connection().execute(
         update(Approval)
-        .where(Approval.turn_id == turn_id, col(Approval.decision).is_(None))
+        .where(col(Approval.turn_id) == turn_id, col(Approval.decision).is_(None))
         .values(decision="cancelled", decided_at=utcnow())
     )

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import or_, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from shared.errors import LeaseLost
 from shared.models import Thread
@@ -36,15 +36,20 @@ def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float)
         .execute(
             update(Thread)
             .where(
-                Thread.id == thread_id,
-                or_(Thread.lease_holder.is_(None), Thread.lease_expires_at < now),
+                col(Thread.id) == thread_id,
+                or_(col(Thread.lease_holder).is_(None), col(Thread.lease_expires_at) < now),
             )
             .values(
-                lease_token=Thread.lease_token + 1,
+                lease_token=col(Thread.lease_token) + 1,
                 lease_holder=holder,
                 lease_expires_at=now + lease_s,
             )
-            .returning(Thread.lease_token, Thread.session_id, Thread.seq, Thread.published_seq)
+            .returning(
+                col(Thread.lease_token),
+                col(Thread.session_id),
+                col(Thread.seq),
+                col(Thread.published_seq),
+            )
         )
         .first()
     )
@@ -58,9 +63,9 @@ def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
     result = session.connection().execute(
         update(Thread)
         .where(
-            Thread.id == lease.thread_id,
-            Thread.lease_token == lease.token,
-            Thread.lease_holder.is_not(None),
+            col(Thread.id) == lease.thread_id,
+            col(Thread.lease_token) == lease.token,
+            col(Thread.lease_holder).is_not(None),
         )
         .values(lease_expires_at=time.time() + lease_s)
     )
@@ -75,7 +80,7 @@ def release_lease(session: Session, lease: Lease, published_seq: int | None = No
         values["published_seq"] = published_seq
     session.connection().execute(
         update(Thread)
-        .where(Thread.id == lease.thread_id, Thread.lease_token == lease.token)
+        .where(col(Thread.id) == lease.thread_id, col(Thread.lease_token) == lease.token)
         .values(**values)
     )
 
@@ -87,12 +92,12 @@ def fence_seqs(session: Session, lease: Lease, count: int, published_seq: int) -
         .execute(
             update(Thread)
             .where(
-                Thread.id == lease.thread_id,
-                Thread.lease_token == lease.token,
-                Thread.lease_holder.is_not(None),
+                col(Thread.id) == lease.thread_id,
+                col(Thread.lease_token) == lease.token,
+                col(Thread.lease_holder).is_not(None),
             )
-            .values(seq=Thread.seq + count, published_seq=published_seq)
-            .returning(Thread.seq)
+            .values(seq=col(Thread.seq) + count, published_seq=published_seq)
+            .returning(col(Thread.seq))
         )
         .first()
     )

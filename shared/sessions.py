@@ -79,9 +79,9 @@ def spawn_agent(session: Session, session_id: str, name: str, overrides: dict[st
         session.connection()
         .execute(
             update(ChatSession)
-            .where(ChatSession.id == session_id)
+            .where(col(ChatSession.id) == session_id)
             .values(agent_counter=ChatSession.agent_counter + 1)
-            .returning(ChatSession.agent_counter)
+            .returning(col(ChatSession.agent_counter))
         )
         .scalar_one()
     )
@@ -140,7 +140,7 @@ def list_agents(session: Session, session_id: str, after: int, limit: int) -> li
     query = (
         select(Thread.id)
         .where(Thread.session_id == session_id, Thread.ordinal > after)
-        .order_by(Thread.ordinal)
+        .order_by(col(Thread.ordinal))
         .limit(limit)
     )
     return [agent_view(session, agent_id) for agent_id in session.exec(query)]

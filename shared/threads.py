@@ -39,9 +39,9 @@ def append_events(
         session.connection()
         .execute(
             update(ChatSession)
-            .where(ChatSession.id == lease.session_id)
+            .where(col(ChatSession.id) == lease.session_id)
             .values(session_seq=ChatSession.session_seq + count)
-            .returning(ChatSession.session_seq)
+            .returning(col(ChatSession.session_seq))
         )
         .scalar_one()
     )
@@ -71,7 +71,7 @@ def update_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None
     """
     result = session.connection().execute(
         update(Turn)
-        .where(Turn.id == turn_id, col(Turn.status).in_(OPEN_STATUSES))
+        .where(col(Turn.id) == turn_id, col(Turn.status).in_(OPEN_STATUSES))
         .values(**changes)
     )
     if result.rowcount != 1:
@@ -82,7 +82,7 @@ def events_after(session: Session, thread_id: str, after: int, limit: int) -> li
     query = (
         select(ThreadEvent)
         .where(ThreadEvent.thread_id == thread_id, ThreadEvent.seq > after)
-        .order_by(ThreadEvent.seq)
+        .order_by(col(ThreadEvent.seq))
         .limit(limit)
     )
     return list(session.exec(query))
@@ -94,7 +94,7 @@ def session_events_after(
     query = (
         select(ThreadEvent)
         .where(ThreadEvent.session_id == session_id, ThreadEvent.session_seq > after)
-        .order_by(ThreadEvent.session_seq)
+        .order_by(col(ThreadEvent.session_seq))
         .limit(limit)
     )
     return list(session.exec(query))

@@ -72,9 +72,9 @@ def enqueue_turn(
         session.connection()
         .execute(
             update(Thread)
-            .where(Thread.id == agent_id)
+            .where(col(Thread.id) == agent_id)
             .values(position=Thread.position + 1)
-            .returning(Thread.position)
+            .returning(col(Thread.position))
         )
         .scalar_one()
     )
@@ -117,7 +117,7 @@ def head_open_turn(session: Session, agent_id: str) -> Turn | None:
     return session.exec(
         select(Turn)
         .where(Turn.agent_id == agent_id, col(Turn.status).in_(OPEN_STATUSES))
-        .order_by(Turn.position)
+        .order_by(col(Turn.position))
         .limit(1)
     ).first()
 

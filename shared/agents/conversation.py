@@ -65,4 +65,4 @@ def _add_text(messages: list[ChatMessage], role: str, text: str) -> None:
     if last is not None and last.role == role and not last.tool_calls:
         last.content = f"{last.content}\n\n{text}" if last.content else text
         return
-    messages.append(ChatMessage(role=role, content=text))  # type: ignore[arg-type]
+    messages.append(ChatMessage(role=role, content=text))

@@ -37,11 +37,19 @@ class Resources:
 
 
 def open_database(settings: Settings, *, loopback: bool = True) -> tuple[Database, Cipher]:
-    """Migrate, check the secret key's fingerprint, and return the database and cipher."""
-    db = Database(settings.effective_database_url)
-    migrate(db)
+    """Check the secret key, migrate, check the key's fingerprint; return database and cipher.
+
+    The key is checked before connecting, so a misconfigured key is reported even
+    while the database is down; the engine is disposed when a step fails.
+    """
     key = load_fernet_key(settings, loopback=loopback)
-    db.run_sync(check_fingerprint, key)
+    db = Database(settings.effective_database_url)
+    try:
+        migrate(db)
+        db.run_sync(check_fingerprint, key)
+    except BaseException:
+        db.dispose()
+        raise
     return db, Cipher(key)
 
 

@@ -1,0 +1,117 @@
+"""Every command refuses a missing or misconfigured dependency with one line, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from cli import offline
+from cli.common import free_port
+from tests.integration.cli.conftest import Bobbin, one_line_error
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_serve_off_loopback_without_any_key_refuses_to_start(bobbin: Bobbin) -> None:
+    line = one_line_error(bobbin("serve", "--host", "0.0.0.0", "--port", "1"))
+
+    assert "BOBBIN_BOOTSTRAP_API_KEY" in line
+
+
+def test_serve_off_loopback_with_a_bootstrap_key_passes_the_key_check(
+    bobbin: Bobbin, busy_port: int
+) -> None:
+    # The port is taken, so the command stops at the next check instead of serving.
+    result = bobbin(
+        "serve", "--host", "0.0.0.0", "--port", str(busy_port),
+        BOBBIN_BOOTSTRAP_API_KEY="bob_bootstrap-key-for-the-test",
+    )  # fmt: skip
+
+    assert "in use" in one_line_error(result)
+
+
+def test_serve_without_auth_is_refused_off_loopback(bobbin: Bobbin) -> None:
+    line = one_line_error(bobbin("serve", "--host", "0.0.0.0", "--no-auth"))
+
+    assert "--no-auth" in line
+
+
+def test_serve_on_a_port_in_use_fails_with_one_line(bobbin: Bobbin, busy_port: int) -> None:
+    line = one_line_error(bobbin("serve", "--port", str(busy_port)))
+
+    assert str(busy_port) in line and "in use" in line
+
+
+def test_dev_on_a_port_in_use_fails_before_starting_anything(
+    bobbin: Bobbin, busy_port: int
+) -> None:
+    line = one_line_error(bobbin("dev", "--port", str(busy_port), "--no-demo"))
+
+    assert "in use" in line
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["worker"], ["serve"]])
+def test_a_postgres_url_without_a_secret_key_fails_with_one_line(
+    bobbin: Bobbin, command: list[str]
+) -> None:
+    line = one_line_error(bobbin(*command, BOBBIN_DATABASE_URL=PG_URL, BOBBIN_SECRET_KEY=None))
+
+    assert "BOBBIN_SECRET_KEY" in line
+
+
+def test_a_secret_key_other_than_the_databases_fails_with_one_line(bobbin: Bobbin) -> None:
+    assert bobbin("keys", "list").exit_code == 0  # records the key's fingerprint
+
+    other = "another-secret-that-is-long-enough-0123456789"
+    line = one_line_error(bobbin("keys", "list", BOBBIN_SECRET_KEY=other))
+
+    assert "BOBBIN_SECRET_KEY" in line and "does not match" in line
+
+
+def test_an_unreachable_database_fails_with_one_line(bobbin: Bobbin) -> None:
+    url = "postgresql://postgres@127.0.0.1:9/nothing"
+
+    line = one_line_error(bobbin("keys", "list", BOBBIN_DATABASE_URL=url))
+
+    assert "database" in line and "127.0.0.1:9" in line
+
+
+@pytest.mark.parametrize("command", [["worker"], ["serve"]])
+def test_redis_not_answering_fails_with_one_line(bobbin: Bobbin, command: list[str]) -> None:
+    line = one_line_error(bobbin(*command, BOBBIN_REDIS_URL="redis://127.0.0.1:9/0"))
+
+    assert "Redis" in line and "BOBBIN_REDIS_URL" in line
+
+
+def test_chat_without_an_api_key_fails_with_one_line(bobbin: Bobbin) -> None:
+    line = one_line_error(bobbin("chat", "new", "hello"))
+
+    assert "BOBBIN_API_KEY" in line
+
+
+def test_chat_with_no_api_listening_fails_with_one_line(bobbin: Bobbin) -> None:
+    result = bobbin(
+        "chat", "new", "hello", BOBBIN_API_KEY="bob_x", BOBBIN_API_URL="http://127.0.0.1:9"
+    )
+
+    assert "does not answer" in one_line_error(result)
+
+
+def test_dev_without_a_provider_or_the_offline_model_fails_with_one_line(
+    bobbin: Bobbin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(offline, "missing_reason", lambda: "the offline model is not installed")
+
+    line = one_line_error(bobbin("dev", "--port", str(free_port()), "--no-demo"))
+
+    assert "ANTHROPIC_API_KEY" in line and "not installed" in line

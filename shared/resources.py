@@ -71,7 +71,14 @@ async def open_resources(
     """Build the process's resources on the running loop (migrating the database first)."""
     db, cipher = open_database(settings, loopback=loopback)
     http_client = http_client_for(concurrency or settings.worker_concurrency)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    # A blocking pool: with hundreds of turns publishing at once, redis-py's default
+    # pool raises "Too many connections" instead of waiting, and events are lost.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=(concurrency or settings.worker_concurrency) + 50,
+        timeout=10,
+    )
+    redis = aioredis.Redis(connection_pool=pool)
     return Resources(
         settings=settings,
         db=db,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from shared.db import Database
@@ -59,7 +59,10 @@ def append_events(
         )
         for i, event in enumerate(events)
     ]
-    session.add_all(rows)
+    if rows:  # one multi-row Core INSERT: the ORM would insert row by row on SQLite
+        session.connection().execute(
+            insert(ThreadEvent), [row.model_dump(exclude={"id"}) for row in rows]
+        )
     return rows
 
 

@@ -53,7 +53,7 @@ async def test_ask_tool_suspends_and_resumes_on_a_fresh_agent_after_allow(
     await run(second, agent_id, worker="worker-b")
 
     done = await turn_of(second, turn.id)
-    assert done.status == "completed" and done.output == "written"
+    assert done.status == "completed" and done.output == "written", done.error
     assert (workdir / "notes.txt").read_text() == "hello"
     types = [e.type for e in await events_of(second, agent_id)]
     assert types[-6:] == [

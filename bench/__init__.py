@@ -1,0 +1,1 @@
+"""Bobbin's benchmarks: ``python -m bench [--smoke] [NAME ...]`` (see bench/README.md)."""

@@ -1,0 +1,86 @@
+"""3. IO concurrency: model latency 2 s, 400 concurrent turns, one worker process.
+
+One Bobbin worker with concurrency 400, the fake answering every call after
+2 s. A first round (one turn for each of 400 agents) warms the worker up:
+Celery's thread pool spawns its threads lazily and the HTTP pool opens its
+connections. Then 400 more turns are stored as queued (untimed) and the
+clock runs from the first of 400 kicks to the last ``finished_at`` recorded
+on those turns. Also counted: closing events that never reached Redis.
+Target: all done within 5 s. The worker's RSS (now and peak) is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.driver import TurnWatcher, enqueue_many, make_agents, send_kicks, wait_finished
+from bench.harness import REDIS_URL, Bench, Options, Proc
+from bench.report import Result, Target
+from shared.queue import make_celery
+from shared.resources import open_resources
+
+COMMAND = "python -m bench concurrency"
+PUBLISH_FAILED = b"event publish failed"  # shared/bus.py's warning when Redis refuses
+LATENCY_S = 2.0
+
+
+def run(options: Options) -> list[Result]:
+    turns, latency_s = (20, 0.5) if options.smoke else (400, LATENCY_S)
+    with Bench("concurrency", options) as env:
+        llm = env.fake("--latency-s", str(latency_s))
+        (worker,) = env.workers(1, turns)
+        with env.profiled(worker):
+            cold_s, warm_s, failed, unseen = asyncio.run(_measure(env, llm, turns))
+        memory = worker.memory_kib()
+        publish_failures = worker.log_count(PUBLISH_FAILED)
+        cpu = _cpu_s(worker)
+    return [
+        Result(
+            bench="concurrency",
+            command=COMMAND,
+            metrics={
+                "all_done_s": round(warm_s, 2),
+                "cold_round_s": round(cold_s, 2),
+                "failed_turns": failed,
+                "closing_events_not_published": unseen,
+                "publish_failures_logged": publish_failures,
+                "worker_rss_kib": memory.get("VmRSS"),
+                "worker_peak_rss_kib": memory.get("VmHWM"),
+                "worker_cpu_s_total": cpu,
+            },
+            params={"turns": turns, "latency_s": latency_s, "workers": 1, "concurrency": turns},
+            targets=[Target("all done s", round(warm_s, 2), "<=", 5.0)],
+        )
+    ]
+
+
+def _cpu_s(proc: Proc) -> float:
+    from bench.harness import cpu_s
+
+    return round(cpu_s(proc.pid), 2)
+
+
+async def _measure(env: Bench, llm: Any, turns: int) -> tuple[float, float, int, int]:
+    """(cold round s, measured round s, failed turns, closing events not published)."""
+    res = await open_resources(env.settings, concurrency=10)
+    app = make_celery(env.settings)
+    try:
+        agents = await make_agents(res, llm, turns)
+        async with TurnWatcher(REDIS_URL, agents.session_ids) as watcher:
+            rounds = []
+            for label in ("cold", "measured"):
+                turn_ids = await enqueue_many(res, [(a, f"{label} round") for a in agents.ids])
+                seen = watcher.closed
+                t0 = time.time()
+                await asyncio.to_thread(send_kicks, app, agents.ids)
+                finished = await wait_finished(res, turn_ids, timeout_s=120)
+                rounds.append(finished.last_finished_at - t0)
+            failed = turns - finished.statuses.get("completed", 0)
+            await asyncio.sleep(0.5)
+            unseen = turns - (watcher.closed - seen)
+    finally:
+        app.close()
+        await res.aclose()
+    return rounds[0], rounds[1], failed, unseen

@@ -7,12 +7,15 @@ process) and a Celery app used only to send kicks by task name.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api.auth import require_api_key, store_bootstrap_key
 from api.errors import install_error_handlers
@@ -23,11 +26,13 @@ from api.schemas import ErrorOut
 from api.state import ApiState, Kicker
 from shared.bus import EventHub
 from shared.config import Settings, get_settings
+from shared.logging import configure_logging, json_logs_from_env
 from shared.queue import make_celery
 from shared.resources import Resources, open_resources
 
 ResourcesFactory = Callable[[Settings], Awaitable[Resources]]
 KEEPALIVE_S = 15.0
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # the web console
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "No valid API key"},
     422: {"model": ErrorOut, "description": "The request is not valid"},
@@ -60,6 +65,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Here, not earlier: uvicorn configures its own loggers after the app is made.
+        if (json_logs := json_logs_from_env()) is not None:
+            configure_logging(json=json_logs)
         async with AsyncExitStack() as stack:
             resources = await factory(settings)
             stack.push_async_callback(resources.aclose)
@@ -76,9 +84,12 @@ def create_app(
                 keepalive_s=sse_keepalive_s,
                 holder=f"api-{socket.gethostname()}-{os.getpid()}",
             )
-            metrics.gauge(
-                "bobbin_api_event_streams", "Open event streams.", lambda: hub.active_streams
+            metrics.track_streams(lambda: hub.active_streams)
+            stop_refresh = asyncio.Event()
+            refresher = asyncio.create_task(
+                metrics.refresh_forever(resources, stop_refresh), name="metrics"
             )
+            stack.push_async_callback(_stop, refresher, stop_refresh)
             yield
 
     app = FastAPI(
@@ -96,4 +107,14 @@ def create_app(
     for module in (providers, projects, sessions, agents, turns, events, approvals):
         v1.include_router(module.router)
     app.include_router(v1)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+async def _stop(task: asyncio.Task[None], stop: asyncio.Event, timeout_s: float = 5.0) -> None:
+    """Let ``task`` finish what it is doing, then end; cancel it only if it hangs."""
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except TimeoutError:
+        task.cancel()

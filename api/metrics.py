@@ -1,34 +1,118 @@
-"""The API process's own metrics in the Prometheus text format (names start with ``bobbin_``)."""
+"""The API process's Prometheus metrics (names start with ``bobbin_``), on its own registry.
+
+Requests and open event streams are this process's own. The queue gauges
+come from the database and the broker, which every replica sees alike: they
+are refreshed in the background (``refresh_forever``) so a scrape never waits
+on either, and with N replicas each reports the same values (aggregate them
+with ``max``). Worker-side metrics (turn outcomes, durations, time to first
+token, provider errors, tokens) are in ``workers/metrics.py``.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from shared.keys import celery_queue
+from shared.models import Turn
+from shared.resources import Resources
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REFRESH_S = 5.0
+IN_PROGRESS = ("running", "awaiting_approval")
+
+log = logging.getLogger(__name__)
+disable_created_metrics()  # no _created series beside each counter
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._requests: Counter[tuple[str, int]] = Counter()
-        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "bobbin_api_requests",
+            "HTTP requests answered, by method and status.",
+            ["method", "status"],
+            registry=self.registry,
+        )
+        self._streams = Gauge(
+            "bobbin_api_event_streams",
+            "Event streams (SSE) open on this API process.",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "bobbin_queue_depth",
+            "Turns waiting to run (status queued), from the database.",
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "bobbin_turns_in_progress",
+            "Turns running or awaiting approval, from the database.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.broker_queue = Gauge(
+            "bobbin_broker_queue_length",
+            "Kick messages waiting in the broker's queue.",
+            ["queue"],
+            registry=self.registry,
+        )
 
     def count_request(self, method: str, status: int) -> None:
-        self._requests[(method, status)] += 1
+        self._requests.labels(method, str(status)).inc()
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        """Report ``read()`` under ``name`` at each scrape."""
-        self._gauges[name] = (help_text, read)
+    def track_streams(self, count: Callable[[], float]) -> None:
+        """Report ``count()`` as the open event streams at each scrape."""
+        self._streams.set_function(count)
 
     def render(self) -> str:
-        lines = [
-            "# HELP bobbin_api_requests_total HTTP requests answered, by method and status.",
-            "# TYPE bobbin_api_requests_total counter",
-        ]
-        for (method, status), count in sorted(self._requests.items()):
-            lines.append(
-                f'bobbin_api_requests_total{{method="{method}",status="{status}"}} {count}'
-            )
-        for name, (help_text, read) in sorted(self._gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
+
+    async def refresh(self, resources: Resources) -> None:
+        """Read the queue figures from the database and the broker once."""
+        counts = await resources.db.read(_open_turn_counts)
+        self.queue_depth.set(counts.get("queued", 0))
+        for status in IN_PROGRESS:
+            self.in_progress.labels(status).set(counts.get(status, 0))
+        queue = celery_queue()
+        self.broker_queue.labels(queue).set(await resources.redis.llen(queue))
+
+    async def refresh_forever(
+        self, resources: Resources, stop: asyncio.Event, interval_s: float = REFRESH_S
+    ) -> None:
+        """Refresh every ``interval_s`` until ``stop`` is set.
+
+        Ended by the event rather than by cancelling: a cancel can land while a
+        Redis command is in flight (leaving its connection half closed), and on
+        3.11 ``wait_for`` can swallow a cancel that lands as the refresh
+        finishes, so the task would never end.
+        """
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(interval_s):  # a hung database or Redis
+                    await self.refresh(resources)
+            except Exception as exc:  # the database or Redis is away: keep the last figures
+                log.debug("metrics refresh failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()
+
+
+def _open_turn_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(
+        select(Turn.status, func.count())
+        .where(Turn.status.in_(("queued", *IN_PROGRESS)))  # type: ignore[attr-defined]
+        .group_by(Turn.status)
+    ).all()
+    return {status: int(count) for status, count in rows}

@@ -34,7 +34,9 @@ from shared.threads import events_after, get_thread, session_events_after, to_en
 
 PAGE_SIZE = 500
 GAP_CHECK_S = 1.0
+REAUTH_S = 5.0  # how often a stream asks again whether its API key is still active
 KEEPALIVE_FRAME = ": keep-alive\n\n"
+Authorized = Callable[[], Awaitable[bool]]
 _LAST_EVENT_ID = re.compile(r"^(\d{1,19})(?:\.\d{1,19})?$")
 
 
@@ -96,8 +98,10 @@ class EventStream:
         last: int,
         *,
         replay: bool,
+        authorized: Authorized | None = None,
     ) -> None:
         self._db = state.resources.db
+        self._authorized = authorized
         self._keepalive_s = state.keepalive_s
         self._sub = sub
         self._target = target
@@ -112,7 +116,12 @@ class EventStream:
             async for frame in self._backfill():
                 yield frame
         last_write = loop.time()
+        next_auth = loop.time() + REAUTH_S
         while True:
+            if self._authorized is not None and loop.time() >= next_auth:
+                if not await self._authorized():
+                    return  # its key was revoked: the stream ends
+                next_auth = loop.time() + REAUTH_S
             if self._sub.gap.is_set():
                 self._sub.gap.clear()
                 async for frame in self._backfill():
@@ -181,8 +190,16 @@ class SubscribedStream(StreamingResponse):
             await asyncio.shield(self._on_close())
 
 
-async def open_stream(state: ApiState, target: StreamTarget, after: int | None) -> SubscribedStream:
-    """Subscribe (Redis confirmed), then fix the starting cursor; raises ServiceUnavailable."""
+async def open_stream(
+    state: ApiState,
+    target: StreamTarget,
+    after: int | None,
+    authorized: Authorized | None = None,
+) -> SubscribedStream:
+    """Subscribe (Redis confirmed), then fix the starting cursor; raises ServiceUnavailable.
+
+    ``authorized`` is asked every ``REAUTH_S`` while the stream runs; it ends when False.
+    """
     hub = state.hub
     try:
         sub = await hub.subscribe(target.session_id)
@@ -194,9 +211,15 @@ async def open_stream(state: ApiState, target: StreamTarget, after: int | None) 
             await hub.unsubscribe(target.session_id, sub)
 
     try:
-        last = after if after is not None else await state.resources.db.read(target.head)
+        head = await state.resources.db.read(target.head)
+        if after is not None and after > head:  # never sent: resuming there would skip events
+            raise InvalidCursor(
+                f"Last-Event-ID {after} is past the last event of this stream ({head}): "
+                "send the last id received"
+            )
+        last = head if after is None else after
     except BaseException:
         await close()
         raise
-    stream = EventStream(state, sub, target, last, replay=after is not None)
+    stream = EventStream(state, sub, target, last, replay=after is not None, authorized=authorized)
     return SubscribedStream(stream.frames(), close)

@@ -5,6 +5,11 @@ cd "$(dirname "$0")/.."
 extras="${1:-test}"
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
+# The console's browser test drives Debian's chromium (never a downloaded browser).
+if [[ ",$extras," == *",test,"* ]] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium) >/dev/null 2>&1 \
+    || echo "chromium not installed: the browser test will be skipped" >&2
+fi
 stamp=".venv/.installed-$(echo "$extras" | tr ',' '-')"
 digest="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then

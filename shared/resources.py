@@ -78,7 +78,7 @@ async def open_resources(
         max_connections=(concurrency or settings.worker_concurrency) + 50,
         timeout=10,
     )
-    redis = aioredis.Redis(connection_pool=pool)
+    redis = aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
     return Resources(
         settings=settings,
         db=db,

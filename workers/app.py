@@ -7,10 +7,12 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutdown, worker_shutting_down
+from celery.signals import setup_logging, worker_init, worker_shutdown, worker_shutting_down
 
 from shared.config import Settings
+from shared.logging import configure_logging, json_logs_from_env
 from shared.queue import KICK_TASK, make_celery
+from workers.broker import TRANSPORT
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def create_worker_app(settings: Settings, concurrency: int) -> tuple[Celery, WorkerRuntime]:
     app = make_celery(settings)
+    app.conf.broker_transport = TRANSPORT  # survives Redis restarts (workers/broker.py)
     runtime = WorkerRuntime(settings, app, concurrency)
 
     @app.task(name=KICK_TASK, ignore_result=True)
@@ -42,10 +45,19 @@ def create_worker_app(settings: Settings, concurrency: int) -> tuple[Celery, Wor
 
 
 def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> None:
-    """Run one worker process: Celery's threads pool, one event loop, N turns in flight."""
+    """Run one worker process: Celery's threads pool, one event loop, N turns in flight.
+
+    Logs are human text, or JSON lines with ``BOBBIN_LOG_FORMAT=json`` (then
+    without Celery's start-up banner, so every line of stdout is JSON).
+    """
+    json_logs = bool(json_logs_from_env())
+    configure_logging(json=json_logs, level=loglevel)
+    # A receiver of setup_logging tells Celery to leave the handlers above alone.
+    setup_logging.connect(_keep_our_logging, weak=False)
     app, _ = create_worker_app(settings, concurrency)
     app.worker_main(
         [
+            *(["--quiet"] if json_logs else []),
             "worker",
             "--pool=threads",
             f"--concurrency={concurrency}",
@@ -58,6 +70,10 @@ def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> 
             f"bobbin-{os.getpid()}@%h",
         ]
     )
+
+
+def _keep_our_logging(**_: Any) -> None:
+    return None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from sqlmodel import Session
@@ -20,6 +21,7 @@ from shared.agents.thread_store import ThreadState, load_thread_state
 from shared.errors import BobbinError, LeaseLost, WorkerLost
 from shared.events import NewEvent
 from shared.leases import Lease, acquire_lease, renew_lease
+from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
@@ -30,6 +32,7 @@ from shared.turns import (
     head_open_turn,
     turn_changes_for_end,
 )
+from workers.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class WorkerState:
     early_cancels: set[str] = field(default_factory=set)
     retry: RetryPolicy | None = None
     stopping: bool = False  # shutting down: take no new lease
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def cancel(self, turn_id: str, reason: CancelReason) -> bool:
         active = self.active.get(turn_id)
@@ -70,6 +74,11 @@ class WorkerState:
 
 async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> None:
     """Run the agent's turns while it has runnable ones and this worker can take its lease."""
+    with log_context(agent_id=agent_id, worker_id=state.worker_id):
+        await _run_turns(resources, state, agent_id)
+
+
+async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) -> None:
     db, settings = resources.db, resources.settings
     while not state.stopping:
         claim = await db.run(_claim, agent_id, state.worker_id, settings.lease_s)
@@ -111,10 +120,23 @@ async def _run_head(
     turn = claim.turn
     if turn is None:
         return
-    if turn.status == "running":  # its worker was lost before the sweeper noticed
-        turn = await _recover_lost_attempt(writer, turn, resources.settings.max_attempts)
-        if turn is None:
-            return
+    # Every line logged for this turn, in this task and the ones it starts, names it
+    # (beside the agent and worker ids that run_kick set).
+    with log_context(turn_id=turn.id):
+        await _run_turn(resources, state, writer, claim, turn)
+
+
+async def _run_turn(
+    resources: Resources, state: WorkerState, writer: ThreadWriter, claim: _Claim, turn: Turn
+) -> None:
+    # A running head turn: its worker was lost before the sweeper noticed.
+    lost = turn.status == "running"
+    if lost and await _recover_lost_attempt(writer, turn, resources.settings.max_attempts) is None:
+        state.metrics.turn_ran("failed", None)  # worker_lost: its running time died with it
+        return
+    if turn.started_at is None:
+        state.metrics.turn_first_started(turn.created_at)
+    running_before_s, began = turn.running_s, time.monotonic()
     agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
     task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
     state.active[turn.id] = ActiveTurn(agent, task)
@@ -122,19 +144,23 @@ async def _run_head(
         state.early_cancels.discard(turn.id)
         state.cancel(turn.id, CancelReason.USER)
     renewer = asyncio.create_task(_keep_lease(resources, state, writer.lease, turn.id))
+    status = "failed"
     try:
         outcome = await task
-        log.info("turn %s ended %s", turn.id, outcome.value)
+        status = outcome.value
+        log.info("turn %s ended %s", turn.id, status)
     except asyncio.CancelledError:
         if agent.cancel_reason is None:  # this kick itself was cancelled
             task.cancel()
             raise
+        status = "cancelled" if agent.cancel_reason is CancelReason.USER else "queued"
     except Exception:
         log.exception("turn %s crashed", turn.id)
         await _fail_crashed(writer, turn)
     finally:
         renewer.cancel()
         state.active.pop(turn.id, None)
+    state.metrics.turn_ran(status, running_before_s + time.monotonic() - began)
 
 
 async def _keep_lease(resources: Resources, state: WorkerState, lease: Lease, turn_id: str) -> None:

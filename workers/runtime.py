@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from celery import Celery
@@ -25,6 +26,7 @@ from shared.config import Settings
 from shared.keys import cancel_channel
 from shared.queue import kick
 from shared.resources import Resources, open_resources
+from workers.metrics import ObservedRegistry, port_from_env
 from workers.runner import WorkerState, run_kick
 from workers.sweeper import sweep_forever
 
@@ -42,6 +44,7 @@ class WorkerRuntime:
         self._thread = threading.Thread(target=self._run_loop, name="bobbin-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []
         self.resources: Resources | None = None
+        self._stop_metrics: Callable[[], None] | None = None
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -52,14 +55,30 @@ class WorkerRuntime:
         self.resources = self.call(
             open_resources(self.settings, loopback=True, concurrency=self.concurrency)
         )
+        self._observe(self.resources)
         self.call(self._start_background())
+        # Everything loaded so far lives as long as the process: keep the collector off it,
+        # so rebuilding a long thread costs time linear in its events.
+        gc.freeze()
         log.info("worker %s ready (concurrency %d)", self.state.worker_id, self.concurrency)
+
+    def _observe(self, resources: Resources) -> None:
+        """Measure this worker's providers and turns; serve the metrics if a port is set."""
+        metrics = self.state.metrics
+        resources.registry = ObservedRegistry(
+            resources.db, resources.cipher, resources.http_client, metrics
+        )
+        metrics.track_active(lambda: len(self.state.active))
+        port = port_from_env()
+        if port is not None:
+            self._stop_metrics = metrics.serve(port)
 
     async def _start_background(self) -> None:
         assert self.resources is not None
         self._background = [
             asyncio.create_task(sweep_forever(self.resources, self.app), name="sweeper"),
             asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
+            asyncio.create_task(self.state.metrics.watch_loop(), name="loop-monitor"),
         ]
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -121,3 +140,5 @@ class WorkerRuntime:
                 self.call(_close())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+        if self._stop_metrics is not None:
+            self._stop_metrics()

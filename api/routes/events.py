@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from sqlmodel import Session
 
+from api.auth import BearerDep, key_still_active
 from api.deps import DbDep, StateDep, parse_int_cursor
 from api.schemas import MAX_EVENTS_LIMIT, MAX_INT_CURSOR, MAX_NAME_CHARS, EventList, EventOut
 from api.streaming import StreamTarget, SubscribedStream, open_stream, parse_last_event_id
@@ -53,7 +54,7 @@ async def list_events(
     responses=SSE_RESPONSES,
 )
 async def stream_session(
-    session_id: str, state: StateDep, last_event_id: LastEventId = None
+    session_id: str, state: StateDep, credentials: BearerDep, last_event_id: LastEventId = None
 ) -> SubscribedStream:
     """Every event of the session's agents; ids are ``session_seq`` (``<D>.<n>`` ephemeral).
 
@@ -61,7 +62,8 @@ async def stream_session(
     """
     after = parse_last_event_id(last_event_id)
     await state.resources.db.read(get_session, session_id)
-    return await open_stream(state, StreamTarget(session_id), after)
+    authorized = key_still_active(state, credentials)
+    return await open_stream(state, StreamTarget(session_id), after, authorized)
 
 
 @router.get(
@@ -71,9 +73,10 @@ async def stream_session(
     responses=SSE_RESPONSES,
 )
 async def stream_agent(
-    agent_id: str, state: StateDep, last_event_id: LastEventId = None
+    agent_id: str, state: StateDep, credentials: BearerDep, last_event_id: LastEventId = None
 ) -> SubscribedStream:
     """One agent's events; ids are its ``seq`` (``<D>.<n>`` for ephemeral events)."""
     after = parse_last_event_id(last_event_id)
     thread = await state.resources.db.read(get_thread, agent_id)
-    return await open_stream(state, StreamTarget(thread.session_id, agent_id), after)
+    target = StreamTarget(thread.session_id, agent_id)
+    return await open_stream(state, target, after, key_still_active(state, credentials))

@@ -1,0 +1,152 @@
+"""The web console in a real browser: Debian's chromium, headless, driven by Playwright.
+
+A real API and a real worker run against the fake LLM. The console signs in,
+adds and tests a provider instance, creates a project and a session, sends a
+message and sees the answer stream in, then approves a tool call and sees its
+result. A screenshot is saved under ``tests/artifacts/`` (git-ignored).
+
+Skipped when chromium is missing (``apt-get install -y chromium``) or
+Playwright is not installed; Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.config import Settings
+from tests.fakellm import FakeLLM, Reply
+from tests.helpers import MODELS
+from tests.processes import ROOT, ApiProcess, WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[test]')"
+    )
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_console_chats_streams_and_approves_a_tool(
+    page: Any,
+    settings: Settings,
+    llm: FakeLLM,
+    api_server: ApiProcess,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    worker = start_worker(concurrency=4).wait_ready()
+    try:
+        _chat_streams_and_approves(page, settings, llm, api_server)
+    except Exception:
+        page.screenshot(path=str(_artifact("console-failure.png")), full_page=True)
+        print(f"--- API log\n{api_server.log_path.read_text()[-3000:]}")
+        print(f"--- worker log\n{worker.output[-5000:]}")
+        raise
+
+
+def _artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
+
+
+def _chat_streams_and_approves(
+    page: Any, settings: Settings, llm: FakeLLM, api_server: ApiProcess
+) -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+
+    page.goto(api_server.url + "/")
+    page.locator("#sign-in-form").get_by_label("API key").fill(api_server.key)
+    page.get_by_role("button", name="Sign in").click()
+
+    # A provider instance on the fake LLM, tested from the console.
+    page.get_by_role("link", name="Providers").click()
+    form = page.locator("#instance-form")
+    form.get_by_label("Name").fill("fake anthropic")
+    form.get_by_label("Provider").select_option("anthropic")
+    form.get_by_label("Base URL").fill(llm.base_url)
+    form.get_by_label("API key").fill("sk-browser-test-key")
+    form.get_by_role("button", name="Add instance").click()
+    row = page.locator("#instances tbody tr", has_text="fake anthropic")
+    instance_id = row.locator("td").first.inner_text()
+    row.get_by_role("button", name="Test").click()
+    expect(page.locator("#test-result")).to_contain_text("fake anthropic answers")
+
+    # A project on that instance, and a session in it.
+    page.get_by_role("link", name="Projects").click()
+    project_form = page.locator("#project-form")
+    expect(project_form).to_be_visible()  # open by itself while there is no project
+    project_form.get_by_label("Name").fill("browser project")
+    project_form.get_by_label("Provider instance").select_option(instance_id)
+    project_form.get_by_label("Model").fill(MODELS["anthropic"])
+    project_form.get_by_role("button", name="Create project").click()
+    expect(page.locator("#project-list li.selected")).to_have_text("browser project")
+    page.get_by_label("New session").fill("browser session")
+    page.get_by_role("button", name="Create session").click()
+    expect(page.locator("#session-title")).to_have_text("browser session")
+    expect(page.locator("#stream-state")).to_have_text("live")
+
+    # Send: the answer streams in token by token, then stands as the agent's message.
+    answer = "Bobbin streams every word of this answer to the console as it arrives"
+    llm.script(Reply(text=answer, token_delay_s=0.15), match="hello")
+    page.get_by_label("Message").fill("hello console")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg.agent.streaming")).to_be_visible()
+    expect(page.locator(".msg.agent:not(.streaming)")).to_have_text(answer)
+    expect(page.locator("#turns li").first).to_contain_text("completed")
+
+    # A tool that needs approval: approve it in the console and see its result.
+    llm.script(
+        Reply(tool_calls=[("file_write", {"path": "note.txt", "content": "from the console"})]),
+        match="write",
+    )
+    page.get_by_label("Message").fill("please write a note")
+    page.get_by_role("button", name="Send").click()
+    card = page.locator("li.tool", has_text="file_write")
+    card.get_by_role("button", name="Allow once").click()
+    expect(card.locator(".result")).to_contain_text("result: completed")
+    expect(page.locator(".msg.agent").last).to_contain_text("done:")
+    expect(page.locator("#turns li").first).to_contain_text("completed")
+    expect(page.locator("#agent-state")).to_have_text("idle")
+
+    page.screenshot(path=str(_artifact("console.png")), full_page=True)
+
+    workspaces = settings.data_dir / "workspaces"
+    assert [p.read_text() for p in workspaces.glob("*/note.txt")] == ["from the console"]
+    assert not [url for url in urls if api_server.key in url], "the API key appeared in a URL"
+    assert not console_errors, console_errors

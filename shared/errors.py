@@ -135,6 +135,7 @@ class Unauthorized(BobbinError):
 
 class ServiceUnavailable(BobbinError):
     code, status = "service_unavailable", 503
+    retryable = True  # the database or Redis was away for a moment: sending again may work
 
 
 class AgentNotInitialized(BobbinError):

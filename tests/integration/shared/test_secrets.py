@@ -16,8 +16,18 @@ CANARY = "sk-canary-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4"
 
 
 def dump_database(res: Resources) -> str:
-    tables = ["project", "session", "thread", "thread_event", "turn", "approval",
-              "provider_instance", "credential", "api_key", "bobbin_meta"]
+    tables = [
+        "project",
+        "session",
+        "thread",
+        "thread_event",
+        "turn",
+        "approval",
+        "provider_instance",
+        "credential",
+        "api_key",
+        "bobbin_meta",
+    ]
 
     def dump(session: object) -> str:
         conn = session.connection()  # type: ignore[attr-defined]

@@ -150,10 +150,15 @@ async def _run_turn(
         status = outcome.value
         log.info("turn %s ended %s", turn.id, status)
     except asyncio.CancelledError:
-        if agent.cancel_reason is None:  # this kick itself was cancelled
+        kick = asyncio.current_task()
+        if kick is not None and kick.cancelling():  # this kick itself was cancelled
             task.cancel()
             raise
-        status = "cancelled" if agent.cancel_reason is CancelReason.USER else "queued"
+        if agent.cancel_reason is None:  # the renewer lost the lease: another holder runs it
+            log.warning("turn %s stopped: its lease was taken over", turn.id)
+            status = "lease_lost"
+        else:
+            status = "cancelled" if agent.cancel_reason is CancelReason.USER else "queued"
     except Exception:
         log.exception("turn %s crashed", turn.id)
         await _fail_crashed(writer, turn)

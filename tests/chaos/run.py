@@ -128,7 +128,7 @@ class ChaosReport:
                 f"{self.stream_duplicates} / {self.stream_gaps} / {self.stream_reconnects}",
             ),
             ("worker SIGKILLs / Redis restarts", f"{self.worker_kills} / {self.redis_restarts}"),
-            ("/readyz answering 503 (Redis down)", f"{self.readyz_down_s:.1f} s"),
+            ("Redis down until /readyz said 200 again", f"{self.readyz_down_s:.1f} s"),
             ("send phase", f"{self.send_phase_s:.1f} s"),
             ("time to drain (last send to last turn end)", drain),
             ("total", f"{self.total_s:.1f} s"),
@@ -158,7 +158,8 @@ class ChaosRun:
         self.report = ChaosReport(plan=asdict(plan))
         self.sent: list[Sent] = []
         self.sending_done = asyncio.Event()
-        self._readyz_down_s = 0.0
+        self.agents: list[str] = []
+        self._heads: dict[str, int] = {}
 
     async def run(self) -> ChaosReport:
         started = time.monotonic()
@@ -209,7 +210,6 @@ class ChaosRun:
         """Sessions of ``agents_per_session`` agents; returns the session ids."""
         assert self.cluster.llm is not None
         instance = await create_instance(client, self.cluster.llm)  # type: ignore[arg-type]
-        self.agents: list[str] = []
         sessions: list[str] = []
         workspace = self.workdir / "workspace"
         workspace.mkdir(parents=True, exist_ok=True)

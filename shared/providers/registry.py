@@ -26,8 +26,6 @@ PROVIDER_CLASSES: dict[str, type[AnthropicProvider] | type[OpenAIProvider]] = {
     "openai": OpenAIProvider,
     "openai-compatible": OpenAIProvider,
 }
-# OpenAI-compatible servers usually take no key, but the SDK insists on one.
-PLACEHOLDER_API_KEY = "not-needed"
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class ProviderRegistry:
                 f"provider instance {target.instance.id!r} has no credential: add its API key"
             )
         else:
-            api_key = PLACEHOLDER_API_KEY
+            api_key = ""  # the provider module sends its placeholder: the SDK insists on a key
         cls = PROVIDER_CLASSES[target.catalog.type]
         return cls(
             http_client=self._http_client,

@@ -22,17 +22,70 @@ log = logging.getLogger(__name__)
 
 
 class RedisSink:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    """Publishes on the session channels, one pipeline at a time, in call order.
+
+    Events queue in the order they are given; one flush at a time sends all
+    that queued meanwhile as one pipeline, so the turns of a process share
+    round trips under load and every channel sees the process's order.
+    ``publish`` returns once its events were sent (a writer then counts them
+    published); ``publish_nowait`` (ephemeral events) does not wait, and
+    drops events while ``max_backlog`` are still unsent (Redis is away).
+    """
+
+    def __init__(self, redis: aioredis.Redis, max_backlog: int = 100_000) -> None:
         self._redis = redis
+        self._max_backlog = max_backlog
+        self._backlog: list[Envelope] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self.dropped = 0
 
     async def publish(self, events: Sequence[Envelope]) -> None:
+        sent = asyncio.get_running_loop().create_future()
+        self._waiters.append(sent)
+        self._queue(events)
+        await asyncio.shield(sent)
+
+    def publish_nowait(self, events: Sequence[Envelope]) -> None:
+        if len(self._backlog) >= self._max_backlog:
+            self.dropped += len(events)
+            return
+        self._queue(events)
+
+    def _queue(self, events: Sequence[Envelope]) -> None:
+        self._backlog.extend(events)
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush(), name="event-publisher")
+
+    async def _flush(self) -> None:
+        try:
+            while self._backlog or self._waiters:
+                batch, self._backlog = self._backlog, []
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await self._send(batch)
+                finally:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        finally:
+            self._flush_task = None
+
+    async def _send(self, batch: list[Envelope]) -> None:
+        if not batch:
+            return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for event in events:
+                for event in batch:
                     pipe.publish(session_channel(event.session_id), event.model_dump_json())
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            log.warning("event publish failed (streams will backfill): %s", exc)
+            log.warning("%d events not published (streams will backfill): %s", len(batch), exc)
+
+    async def aclose(self) -> None:
+        """Send what is queued."""
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
 
 
 class Subscription:

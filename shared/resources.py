@@ -31,6 +31,7 @@ class Resources:
     sink: EventSink
 
     async def aclose(self) -> None:
+        await self.sink.aclose()
         await self.http_client.aclose()
         await self.redis.aclose()
         self.db.dispose()

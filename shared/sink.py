@@ -13,6 +13,14 @@ class EventSink(Protocol):
         """Deliver events to live subscribers; best effort (durable ones are in the DB)."""
         ...
 
+    def publish_nowait(self, events: Sequence[Envelope]) -> None:
+        """Hand events over for delivery after those handed over before; best effort."""
+        ...
+
+    async def aclose(self) -> None:
+        """Deliver what was handed over."""
+        ...
+
 
 class MemorySink:
     """Keeps every published event, in order. For tests and local tools."""
@@ -22,6 +30,12 @@ class MemorySink:
 
     async def publish(self, events: Sequence[Envelope]) -> None:
         self.events.extend(events)
+
+    def publish_nowait(self, events: Sequence[Envelope]) -> None:
+        self.events.extend(events)
+
+    async def aclose(self) -> None:
+        return None
 
     def of_type(self, type_: str) -> list[Envelope]:
         return [e for e in self.events if e.type == type_]

@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 from shared.configuration import Configuration
-from shared.models import Approval, ChatSession, Project, ThreadEvent, Turn
+from shared.events import StoredEvent
+from shared.models import Approval, ChatSession, Project, Turn
 from shared.providers.catalog import CatalogProvider
 from shared.providers.instances import InstanceView
 from shared.sessions import AgentView
@@ -329,8 +330,16 @@ class EventOut(BaseModel):
     agent_id: str
 
     @classmethod
-    def of(cls, event: ThreadEvent) -> EventOut:
-        return cls(**event.model_dump(exclude={"id", "thread_id"}), agent_id=event.thread_id)
+    def of(cls, event: StoredEvent) -> EventOut:
+        return cls(
+            seq=event.seq,
+            session_seq=event.session_seq,
+            type=event.type,
+            data=event.data,
+            created_at=event.created_at,
+            turn_id=event.turn_id,
+            agent_id=event.thread_id,
+        )
 
 
 class EventList(BaseModel):

@@ -27,10 +27,9 @@ from api.schemas import MAX_INT_CURSOR
 from api.state import ApiState
 from shared.bus import Subscription
 from shared.errors import InvalidCursor, ServiceUnavailable
-from shared.events import Envelope
-from shared.models import ThreadEvent
+from shared.events import Envelope, StoredEvent
 from shared.sessions import get_session
-from shared.threads import events_after, get_thread, session_events_after, to_envelope
+from shared.threads import events_after, get_thread, session_events_after
 
 PAGE_SIZE = 500
 GAP_CHECK_S = 1.0
@@ -68,7 +67,7 @@ class StreamTarget:
     def carries(self, event: Envelope) -> bool:
         return self.agent_id is None or event.agent_id == self.agent_id
 
-    def read_after(self, session: Session, after: int, limit: int) -> list[ThreadEvent]:
+    def read_after(self, session: Session, after: int, limit: int) -> list[StoredEvent]:
         if self.agent_id:
             return events_after(session, self.agent_id, after, limit)
         return session_events_after(session, self.session_id, after, limit)
@@ -160,7 +159,7 @@ class EventStream:
         while until is None or self._last < until:
             rows = await self._db.read(self._target.read_after, self._last, PAGE_SIZE)
             for row in rows:
-                event = to_envelope(row)
+                event = row.envelope()
                 if until is not None and self._target.cursor(event) > until:
                     return
                 yield self._durable(event)

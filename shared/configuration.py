@@ -42,6 +42,14 @@ def effective(*levels: dict[str, Any]) -> Configuration:
     return Configuration(**merged, tool_policies=policies)
 
 
+def for_agent(
+    project: dict[str, Any], session: dict[str, Any], agent_meta: dict[str, Any]
+) -> Configuration:
+    """An agent's configuration: its overrides (from its metadata) over its session's, its
+    project's."""
+    return effective(project, session, {key: agent_meta.get(key) for key in AGENT_OVERRIDE_KEYS})
+
+
 def apply_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """A PATCH: given fields replace, ``None`` removes the override."""
     result = dict(current)

@@ -6,6 +6,8 @@ travel through Redis only. Every type's ``data`` has its own model here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -146,4 +148,33 @@ class Envelope(BaseModel):
             agent_id=agent_id,
             turn_id=turn_id,
             data=model(**data).model_dump(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A committed event of a thread, as appends return it and reads give it back.
+
+    A plain record, not an ORM entity: a worker holds whole threads of these,
+    and building entities per event dominated rebuilding an agent.
+    """
+
+    thread_id: str
+    seq: int
+    session_id: str
+    session_seq: int
+    type: str
+    data: dict[str, Any]
+    turn_id: str | None
+    created_at: datetime
+
+    def envelope(self) -> Envelope:
+        return Envelope(
+            type=self.type,
+            session_id=self.session_id,
+            agent_id=self.thread_id,
+            turn_id=self.turn_id,
+            seq=self.seq,
+            session_seq=self.session_seq,
+            data=self.data,
         )

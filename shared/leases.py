@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import or_, update
-from sqlmodel import Session, col
+from sqlalchemy import bindparam, or_, update
+from sqlmodel import Session
 
 from shared.errors import LeaseLost
-from shared.models import Thread
+from shared.models import Thread, table
 
 
 @dataclass
@@ -28,28 +28,47 @@ class Lease:
     published_seq: int
 
 
+# Built once: every turn runs each of these, and building costs more than running.
+_THREADS = table(Thread)
+_HELD = (_THREADS.c.id == bindparam("thread_id")) & (_THREADS.c.lease_token == bindparam("token"))
+_ACQUIRE = (
+    update(_THREADS)
+    .where(
+        _THREADS.c.id == bindparam("thread_id"),
+        or_(_THREADS.c.lease_holder.is_(None), _THREADS.c.lease_expires_at < bindparam("now")),
+    )
+    .values(
+        lease_token=_THREADS.c.lease_token + 1,
+        lease_holder=bindparam("holder"),
+        lease_expires_at=bindparam("expires_at"),
+    )
+    .returning(
+        _THREADS.c.lease_token, _THREADS.c.session_id, _THREADS.c.seq, _THREADS.c.published_seq
+    )
+)
+_RENEW = (
+    update(_THREADS)
+    .where(_HELD, _THREADS.c.lease_holder.is_not(None))
+    .values(lease_expires_at=bindparam("expires_at"))
+)
+_RELEASE = update(_THREADS).where(_HELD).values(lease_holder=None, lease_expires_at=0.0)
+_RELEASE_PUBLISHED = _RELEASE.values(published_seq=bindparam("published_seq"))
+_FENCE = (
+    update(_THREADS)
+    .where(_HELD, _THREADS.c.lease_holder.is_not(None))
+    .values(seq=_THREADS.c.seq + bindparam("count"), published_seq=bindparam("published_seq"))
+    .returning(_THREADS.c.seq)
+)
+
+
 def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float) -> Lease | None:
     """Take the lease if it is free or expired; None when someone else holds it."""
     now = time.time()
     row = (
         session.connection()
         .execute(
-            update(Thread)
-            .where(
-                col(Thread.id) == thread_id,
-                or_(col(Thread.lease_holder).is_(None), col(Thread.lease_expires_at) < now),
-            )
-            .values(
-                lease_token=col(Thread.lease_token) + 1,
-                lease_holder=holder,
-                lease_expires_at=now + lease_s,
-            )
-            .returning(
-                col(Thread.lease_token),
-                col(Thread.session_id),
-                col(Thread.seq),
-                col(Thread.published_seq),
-            )
+            _ACQUIRE,
+            {"thread_id": thread_id, "now": now, "holder": holder, "expires_at": now + lease_s},
         )
         .first()
     )
@@ -61,13 +80,8 @@ def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float)
 def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
     """Extend the lease; raises LeaseLost when the token moved on or it was released."""
     result = session.connection().execute(
-        update(Thread)
-        .where(
-            col(Thread.id) == lease.thread_id,
-            col(Thread.lease_token) == lease.token,
-            col(Thread.lease_holder).is_not(None),
-        )
-        .values(lease_expires_at=time.time() + lease_s)
+        _RENEW,
+        {"thread_id": lease.thread_id, "token": lease.token, "expires_at": time.time() + lease_s},
     )
     if result.rowcount != 1:
         raise LeaseLost(f"the lease on {lease.thread_id} was taken over")
@@ -75,14 +89,11 @@ def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
 
 def release_lease(session: Session, lease: Lease, published_seq: int | None = None) -> None:
     """Give the lease up (a no-op when it was already lost)."""
-    values: dict[str, object] = {"lease_holder": None, "lease_expires_at": 0.0}
-    if published_seq is not None:
-        values["published_seq"] = published_seq
-    session.connection().execute(
-        update(Thread)
-        .where(col(Thread.id) == lease.thread_id, col(Thread.lease_token) == lease.token)
-        .values(**values)
-    )
+    held = {"thread_id": lease.thread_id, "token": lease.token}
+    if published_seq is None:
+        session.connection().execute(_RELEASE, held)
+    else:
+        session.connection().execute(_RELEASE_PUBLISHED, {**held, "published_seq": published_seq})
 
 
 def fence_seqs(session: Session, lease: Lease, count: int, published_seq: int) -> int:
@@ -90,14 +101,13 @@ def fence_seqs(session: Session, lease: Lease, count: int, published_seq: int) -
     row = (
         session.connection()
         .execute(
-            update(Thread)
-            .where(
-                col(Thread.id) == lease.thread_id,
-                col(Thread.lease_token) == lease.token,
-                col(Thread.lease_holder).is_not(None),
-            )
-            .values(seq=col(Thread.seq) + count, published_seq=published_seq)
-            .returning(col(Thread.seq))
+            _FENCE,
+            {
+                "thread_id": lease.thread_id,
+                "token": lease.token,
+                "count": count,
+                "published_seq": published_seq,
+            },
         )
         .first()
     )

@@ -13,7 +13,13 @@ from pydantic import BaseModel
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from shared.configuration import AGENT_OVERRIDE_KEYS, Configuration, apply_patch, effective
+from shared.configuration import (
+    AGENT_OVERRIDE_KEYS,
+    Configuration,
+    apply_patch,
+    effective,
+    for_agent,
+)
 from shared.errors import Conflict, ProjectNotFound, ProviderNotConfigured, SessionNotFound
 from shared.models import ChatSession, Project, Thread, Turn, new_id
 from shared.threads import get_thread
@@ -102,8 +108,7 @@ def _require_provider(config: Configuration) -> None:
 
 def effective_for(session: Session, chat: ChatSession, agent_meta: dict[str, Any]) -> Configuration:
     project = get_project(session, chat.project_id)
-    agent_level = {k: agent_meta.get(k) for k in AGENT_OVERRIDE_KEYS}
-    return effective(project.configuration, chat.configuration, agent_level)
+    return for_agent(project.configuration, chat.configuration, agent_meta)
 
 
 def agent_configuration(session: Session, agent_id: str) -> tuple[Thread, Configuration]:

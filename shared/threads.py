@@ -8,21 +8,57 @@ transaction, never from ``max(seq)+1``, so commit order is cursor order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, update
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, insert, select, update
+from sqlmodel import Session
 
 from shared.db import Database
 from shared.errors import AgentNotFound, TurnNotOpen
-from shared.events import Envelope, NewEvent
+from shared.events import Envelope, NewEvent, StoredEvent
 from shared.leases import Lease, fence_seqs, release_lease
-from shared.models import ChatSession, Thread, ThreadEvent, Turn, utcnow
+from shared.models import ChatSession, Thread, ThreadEvent, Turn, table, utcnow
 from shared.sink import EventSink
 
 T = TypeVar("T")
 OPEN_STATUSES = ("queued", "running", "awaiting_approval")
+
+# Built once: these run several times per turn, and building a statement costs
+# more than executing it on SQLite.
+_EVENTS = table(ThreadEvent)
+_EVENT_FIELDS = tuple(f.name for f in fields(StoredEvent))
+_EVENT_COLUMNS = tuple(_EVENTS.c[name] for name in _EVENT_FIELDS)
+_INSERT_EVENT = insert(_EVENTS)
+_THREAD_EVENTS_AFTER = (
+    select(*_EVENT_COLUMNS)
+    .where(_EVENTS.c.thread_id == bindparam("key"), _EVENTS.c.seq > bindparam("after"))
+    .order_by(_EVENTS.c.seq)
+    .limit(bindparam("limit"))
+)
+_SESSION_EVENTS_AFTER = (
+    select(*_EVENT_COLUMNS)
+    .where(_EVENTS.c.session_id == bindparam("key"), _EVENTS.c.session_seq > bindparam("after"))
+    .order_by(_EVENTS.c.session_seq)
+    .limit(bindparam("limit"))
+)
+_TURNS = table(Turn)
+_HEAD_STATUS = (
+    select(_TURNS.c.status)
+    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(OPEN_STATUSES))
+    .order_by(_TURNS.c.position)
+    .limit(1)
+)
+_UPDATE_OPEN_TURN = update(_TURNS).where(
+    _TURNS.c.id == bindparam("turn_key"), _TURNS.c.status.in_(OPEN_STATUSES)
+)
+_SESSIONS = table(ChatSession)
+_ALLOCATE_SESSION_SEQS = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("session_id"))
+    .values(session_seq=_SESSIONS.c.session_seq + bindparam("count"))
+    .returning(_SESSIONS.c.session_seq)
+)
 
 
 def append_events(
@@ -31,23 +67,20 @@ def append_events(
     turn_id: str | None,
     events: Sequence[NewEvent],
     published_seq: int,
-) -> list[ThreadEvent]:
+) -> list[StoredEvent]:
     """Append under the lease (raises LeaseLost) and return the stored events."""
     count = len(events)
     last_seq = fence_seqs(session, lease, count, published_seq)
+    if not count:
+        return []
     last_session_seq = (
         session.connection()
-        .execute(
-            update(ChatSession)
-            .where(col(ChatSession.id) == lease.session_id)
-            .values(session_seq=ChatSession.session_seq + count)
-            .returning(col(ChatSession.session_seq))
-        )
+        .execute(_ALLOCATE_SESSION_SEQS, {"session_id": lease.session_id, "count": count})
         .scalar_one()
     )
     now = utcnow()
-    rows = [
-        ThreadEvent(
+    stored = [
+        StoredEvent(
             thread_id=lease.thread_id,
             seq=last_seq - count + 1 + i,
             session_id=lease.session_id,
@@ -59,11 +92,11 @@ def append_events(
         )
         for i, event in enumerate(events)
     ]
-    if rows:  # one multi-row Core INSERT: the ORM would insert row by row on SQLite
-        session.connection().execute(
-            insert(ThreadEvent), [row.model_dump(exclude={"id"}) for row in rows]
-        )
-    return rows
+    # One multi-row INSERT: the ORM would insert row by row on SQLite.
+    session.connection().execute(
+        _INSERT_EVENT, [{name: getattr(e, name) for name in _EVENT_FIELDS} for e in stored]
+    )
+    return stored
 
 
 def update_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None:
@@ -72,35 +105,34 @@ def update_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None
     The API cancels a queued turn on its row without the lease, so a worker
     starting that same turn must find out here and roll its start back.
     """
-    result = session.connection().execute(
-        update(Turn)
-        .where(col(Turn.id) == turn_id, col(Turn.status).in_(OPEN_STATUSES))
-        .values(**changes)
-    )
+    # The changes become the SET clause: the statement is compiled once per set of columns.
+    result = session.connection().execute(_UPDATE_OPEN_TURN, {"turn_key": turn_id, **changes})
     if result.rowcount != 1:
         raise TurnNotOpen(f"turn {turn_id} has already ended")
 
 
-def events_after(session: Session, thread_id: str, after: int, limit: int) -> list[ThreadEvent]:
-    query = (
-        select(ThreadEvent)
-        .where(ThreadEvent.thread_id == thread_id, ThreadEvent.seq > after)
-        .order_by(col(ThreadEvent.seq))
-        .limit(limit)
+def events_after(session: Session, thread_id: str, after: int, limit: int) -> list[StoredEvent]:
+    """The thread's events with ``seq > after``, in order."""
+    rows = session.connection().execute(
+        _THREAD_EVENTS_AFTER, {"key": thread_id, "after": after, "limit": limit}
     )
-    return list(session.exec(query))
+    return [StoredEvent(*row) for row in rows]
 
 
 def session_events_after(
     session: Session, session_id: str, after: int, limit: int
-) -> list[ThreadEvent]:
-    query = (
-        select(ThreadEvent)
-        .where(ThreadEvent.session_id == session_id, ThreadEvent.session_seq > after)
-        .order_by(col(ThreadEvent.session_seq))
-        .limit(limit)
+) -> list[StoredEvent]:
+    """The session's events with ``session_seq > after``, in order."""
+    rows = session.connection().execute(
+        _SESSION_EVENTS_AFTER, {"key": session_id, "after": after, "limit": limit}
     )
-    return list(session.exec(query))
+    return [StoredEvent(*row) for row in rows]
+
+
+def has_runnable_turn(session: Session, agent_id: str) -> bool:
+    """True when the agent's head turn is queued (an awaiting head blocks the agent)."""
+    status = session.connection().execute(_HEAD_STATUS, {"agent_id": agent_id}).scalar()
+    return status == "queued"
 
 
 def get_thread(session: Session, thread_id: str) -> Thread:
@@ -124,18 +156,6 @@ def set_thread_meta(session: Session, thread_id: str, changes: dict[str, Any]) -
     return thread
 
 
-def to_envelope(event: ThreadEvent) -> Envelope:
-    return Envelope(
-        type=event.type,
-        session_id=event.session_id,
-        agent_id=event.thread_id,
-        turn_id=event.turn_id,
-        seq=event.seq,
-        session_seq=event.session_seq,
-        data=event.data,
-    )
-
-
 @dataclass
 class ThreadWriter:
     """Appends a lease holder's events: commit under the fence, then publish.
@@ -149,6 +169,8 @@ class ThreadWriter:
     sink: EventSink
     published_seq: int = field(init=False)
     released: bool = field(default=False, init=False)
+    # Read in the releasing transaction: whether the agent's head turn is queued.
+    runnable_after_release: bool | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.published_seq = self.lease.published_seq
@@ -161,11 +183,10 @@ class ThreadWriter:
         turn_changes: dict[str, Any] | None = None,
         also: Callable[[Session], None] | None = None,
         release: bool = False,
-    ) -> list[ThreadEvent]:
+    ) -> list[StoredEvent]:
         rows = await self.db.run(self._commit, turn_id, list(events), turn_changes, also, release)
-        self.released = self.released or release
         if rows:
-            await self.sink.publish([to_envelope(row) for row in rows])
+            await self.sink.publish([row.envelope() for row in rows])
             self.published_seq = rows[-1].seq
         return rows
 
@@ -177,16 +198,28 @@ class ThreadWriter:
         turn_changes: dict[str, Any] | None,
         also: Callable[[Session], None] | None,
         release: bool,
-    ) -> list[ThreadEvent]:
+    ) -> list[StoredEvent]:
         rows = append_events(session, self.lease, turn_id, events, self.published_seq)
         if turn_changes and turn_id is not None:
             update_turn(session, turn_id, turn_changes)
         if also is not None:
             also(session)
         if release:
-            last = rows[-1].seq if rows else self.published_seq
-            release_lease(session, self.lease, last)
+            self.release_in(session, rows[-1].seq if rows else self.published_seq)
         return rows
+
+    def release_in(self, session: Session, published_seq: int | None = None) -> None:
+        """Release the lease in ``session``'s transaction, then read whether a turn waits.
+
+        The read may share the release's transaction: an enqueue committed after
+        it kicks a claim that runs after it, and that claim's UPDATE of the
+        thread row waits for this transaction (SQLite: one writer at a time;
+        PostgreSQL: the row lock the release took, re-read under READ
+        COMMITTED), so it finds the lease free.
+        """
+        release_lease(session, self.lease, published_seq)
+        self.released = True
+        self.runnable_after_release = has_runnable_turn(session, self.lease.thread_id)
 
     async def transact(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(session, lease, *args)`` in one transaction behind the fence."""
@@ -199,9 +232,8 @@ class ThreadWriter:
     async def release(self) -> None:
         """Give the lease up unless a closing transaction already did."""
         if not self.released:
-            await self.db.run(release_lease, self.lease)
-            self.released = True
+            await self.db.run(self.release_in)
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Publish an ephemeral event (never persisted)."""
-        await self.sink.publish([envelope])
+    def publish(self, envelope: Envelope) -> None:
+        """Publish an ephemeral event (never persisted), after those before it."""
+        self.sink.publish_nowait([envelope])

@@ -122,12 +122,6 @@ def head_open_turn(session: Session, agent_id: str) -> Turn | None:
     ).first()
 
 
-def has_runnable_turn(session: Session, agent_id: str) -> bool:
-    """True when the head turn is queued (an awaiting head blocks the agent)."""
-    head = head_open_turn(session, agent_id)
-    return head is not None and head.status == "queued"
-
-
 def load_decisions(session: Session, turn_id: str) -> dict[str, str | None]:
     rows = session.exec(select(Approval).where(Approval.turn_id == turn_id))
     return {row.tool_call_id: row.decision for row in rows}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.models import Approval, ThreadEvent, Turn
+from shared.events import StoredEvent
+from shared.models import Approval, Turn
 from shared.providers.instances import create_instance
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
@@ -90,7 +91,7 @@ async def turn_of(res: Resources, turn_id: str) -> Turn:
     return await res.db.read(get_turn, turn_id)
 
 
-async def events_of(res: Resources, agent_id: str) -> list[ThreadEvent]:
+async def events_of(res: Resources, agent_id: str) -> list[StoredEvent]:
     return await res.db.read(events_after, agent_id, 0, 100_000)
 
 

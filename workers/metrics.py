@@ -39,6 +39,7 @@ from shared.crypto import Cipher
 from shared.db import Database
 from shared.errors import ProviderError
 from shared.providers.base import ModelRequest, Provider, ProviderEvent
+from shared.providers.instances import InstanceRead
 from shared.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
@@ -228,10 +229,12 @@ class ObservedRegistry(ProviderRegistry):
         self._metrics = metrics
 
     async def create_provider_from_instance_and_model(
-        self, instance_id: str | None, model_id: str | None
+        self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
     ) -> Provider:
         try:
-            provider = await super().create_provider_from_instance_and_model(instance_id, model_id)
+            provider = await super().create_provider_from_instance_and_model(
+                instance_id, model_id, read
+            )
         except ProviderError as exc:
             self._metrics.provider_error(UNRESOLVED, exc.code)
             raise

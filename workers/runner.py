@@ -17,24 +17,21 @@ from sqlmodel import Session
 
 from shared.agents.agent import Agent, CancelReason, TurnOutcome
 from shared.agents.factory import rehydrate_agent
-from shared.agents.thread_store import ThreadState, load_thread_state
+from shared.agents.thread_store import EventCache, ThreadState, load_thread_state
 from shared.errors import BobbinError, LeaseLost, WorkerLost
-from shared.events import NewEvent
+from shared.events import NewEvent, StoredEvent
 from shared.leases import Lease, acquire_lease, renew_lease
 from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
-from shared.threads import ThreadWriter, events_after, to_envelope
-from shared.turns import (
-    cancel_requested,
-    has_runnable_turn,
-    head_open_turn,
-    turn_changes_for_end,
-)
+from shared.threads import ThreadWriter, events_after, has_runnable_turn
+from shared.turns import cancel_requested, head_open_turn, turn_changes_for_end
 from workers.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+# Events a worker keeps between an agent's turns (~60 MB of typical events).
+CACHED_EVENTS = 100_000
 
 
 @dataclass
@@ -53,6 +50,7 @@ class WorkerState:
     retry: RetryPolicy | None = None
     stopping: bool = False  # shutting down: take no new lease
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    events: EventCache = field(default_factory=lambda: EventCache(CACHED_EVENTS))
 
     def cancel(self, turn_id: str, reason: CancelReason) -> bool:
         active = self.active.get(turn_id)
@@ -81,8 +79,10 @@ async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> N
 async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) -> None:
     db, settings = resources.db, resources.settings
     while not state.stopping:
-        claim = await db.run(_claim, agent_id, state.worker_id, settings.lease_s)
+        known = state.events.take(agent_id)
+        claim = await db.run(_claim, agent_id, state.worker_id, settings.lease_s, known)
         if claim is None:
+            state.events.keep(agent_id, known)
             return  # the holder re-checks after its release
         writer = ThreadWriter(db, claim.lease, resources.sink)
         try:
@@ -90,8 +90,11 @@ async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) ->
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(writer.release())
-        # This read starts after the release committed: a turn enqueued meanwhile is seen.
-        if not await db.read(has_runnable_turn, agent_id):
+            state.events.keep(agent_id, claim.thread.events if claim.thread else known)
+        runnable = writer.runnable_after_release
+        if runnable is None:  # the release failed: read after it instead
+            runnable = await db.read(has_runnable_turn, agent_id)
+        if not runnable:
             return
 
 
@@ -102,15 +105,23 @@ class _Claim:
     thread: ThreadState | None
 
 
-def _claim(session: Session, agent_id: str, holder: str, lease_s: float) -> _Claim | None:
-    """Take the lease and load the head turn and the thread, in one transaction."""
+def _claim(
+    session: Session, agent_id: str, holder: str, lease_s: float, known: list[StoredEvent]
+) -> _Claim | None:
+    """Take the lease and load the head turn and the thread, in one transaction.
+
+    ``known`` is the thread as this worker last saw it; it is used only when
+    it is a prefix of the committed thread.
+    """
     lease = acquire_lease(session, agent_id, holder, lease_s)
     if lease is None:
         return None
     turn = head_open_turn(session, agent_id)
     if turn is None or turn.status == "awaiting_approval":
         return _Claim(lease, None, None)
-    return _Claim(lease, turn, load_thread_state(session, agent_id))
+    if known and known[-1].seq > lease.seq:
+        known = []
+    return _Claim(lease, turn, load_thread_state(session, agent_id, known, turn))
 
 
 async def _run_head(
@@ -194,7 +205,7 @@ async def _publish_unpublished(resources: Resources, writer: ThreadWriter) -> No
     rows = await resources.db.read(
         events_after, lease.thread_id, lease.published_seq, lease.seq - lease.published_seq
     )
-    await resources.sink.publish([to_envelope(row) for row in rows])
+    await resources.sink.publish([row.envelope() for row in rows])
     writer.published_seq = lease.seq
 
 

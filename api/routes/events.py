@@ -11,7 +11,7 @@ from api.auth import BearerDep, key_still_active
 from api.deps import DbDep, StateDep, parse_int_cursor
 from api.schemas import MAX_EVENTS_LIMIT, MAX_INT_CURSOR, MAX_NAME_CHARS, EventList, EventOut
 from api.streaming import StreamTarget, SubscribedStream, open_stream, parse_last_event_id
-from shared.models import ThreadEvent
+from shared.events import StoredEvent
 from shared.sessions import get_session
 from shared.threads import events_after, get_thread
 
@@ -22,7 +22,7 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _events(session: Session, agent_id: str, after: int, limit: int) -> list[ThreadEvent]:
+def _events(session: Session, agent_id: str, after: int, limit: int) -> list[StoredEvent]:
     get_thread(session, agent_id)
     return events_after(session, agent_id, after, limit)
 

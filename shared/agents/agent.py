@@ -28,8 +28,8 @@ from shared.errors import (
     TurnTimeout,
     WorkingDirectoryUnavailable,
 )
-from shared.events import Envelope, NewEvent
-from shared.models import Approval, ThreadEvent, Turn, utcnow
+from shared.events import Envelope, NewEvent, StoredEvent
+from shared.models import Approval, Turn, utcnow
 from shared.providers.base import ModelRequest, Provider, ToolCallRequest
 from shared.providers.registry import ProviderRegistry
 from shared.providers.retry import RetryPolicy, stream_with_retry
@@ -101,19 +101,13 @@ class Agent:
 
     def provider_target(self, turn: Turn | None = None) -> tuple[str | None, str | None]:
         """The turn's pinned pair, else thread metadata, else the session's configuration."""
-        if turn is not None and turn.provider_instance_id and turn.model_id:
-            return turn.provider_instance_id, turn.model_id
-        meta, config = self.config.metadata, self.configuration
-        return (
-            meta.provider_instance_id or config.provider_instance_id,
-            meta.model_id or config.model_id,
-        )
+        return self._store.state.provider_target(turn)
 
     async def initialize(self, turn: Turn | None = None) -> None:
         """Create the provider first; raises a ProviderError subclass with its code."""
         instance_id, model_id = self.provider_target(turn)
         self._provider = await self.config.registry.create_provider_from_instance_and_model(
-            instance_id, model_id
+            instance_id, model_id, self._store.state.instance_read
         )
 
     # -- the turn -------------------------------------------------------------
@@ -213,7 +207,7 @@ class Agent:
                 return await self._complete(state, text)
             await self._record_calls(state, text, calls)
 
-    def _turn_events(self, turn_id: str) -> list[ThreadEvent]:
+    def _turn_events(self, turn_id: str) -> list[StoredEvent]:
         return [e for e in self._store.state.events if e.turn_id == turn_id]
 
     def _rounds_done(self, turn_id: str) -> int:
@@ -228,13 +222,13 @@ class Agent:
             messages=conversation.messages,
             tools=self.config.tool_executor.specs(),
         )
-        await self._state_event(state, "thinking")
+        self._state_event(state, "thinking")
         calls: list[ToolCallRequest] = []
         state.streamed = ""
         async for event in stream_with_retry(self.provider, request, self.config.retry):
             if event.type == "text_delta":
                 state.streamed += event.text
-                await self._store.publish(self._ephemeral(state, "agent_token", text=event.text))
+                self._store.publish(self._ephemeral(state, "agent_token", text=event.text))
             elif event.type == "tool_call":
                 calls.append(event.call)
             elif event.type == "usage":
@@ -331,7 +325,7 @@ class Agent:
         if verdict == "deny":
             status, content = "denied", "The tool call was denied by policy or by the user."
         elif call_id in state.fresh_calls or self.config.tool_executor.is_reading(tool):
-            await self._state_event(state, "tool_execution")
+            self._state_event(state, "tool_execution")
             result = await self.config.tool_executor.execute(
                 tool, call["arguments"], self.config.tool_context
             )
@@ -345,7 +339,7 @@ class Agent:
 
     async def _suspend(self, state: _TurnState) -> bool:
         """Suspend for approval unless every decision is already in (then continue)."""
-        await self._state_event(state, "awaiting_approval")
+        self._state_event(state, "awaiting_approval")
         return await self._store.suspend(
             state.turn.id, self._running_s(state), self._total_usage(state)
         )
@@ -440,8 +434,8 @@ class Agent:
             **data,
         )
 
-    async def _state_event(self, turn: _TurnState, value: str) -> None:
-        await self._store.publish(self._ephemeral(turn, "agent_state", state=value))
+    def _state_event(self, turn: _TurnState, value: str) -> None:
+        self._store.publish(self._ephemeral(turn, "agent_state", state=value))
 
 
 def _new_call_id() -> str:

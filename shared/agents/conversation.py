@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.models import ThreadEvent
+from shared.events import StoredEvent
 from shared.providers.base import ChatMessage, ToolCallRequest
 
 RESULT_TEXT = {
@@ -24,7 +24,7 @@ class Conversation:
     messages: list[ChatMessage]
 
 
-def build_conversation(events: Iterable[ThreadEvent]) -> Conversation:
+def build_conversation(events: Iterable[StoredEvent]) -> Conversation:
     system: str | None = None
     messages: list[ChatMessage] = []
     provider_ids: dict[str, str] = {}

@@ -21,12 +21,12 @@ async def rehydrate_agent(
     if state is None:
         state = await resources.db.read(load_thread_state, writer.lease.thread_id)
     store = ThreadStore(resources.db, writer, state)
-    meta = state.thread.meta
+    meta = state.meta
     tools = builtin_tools()
     settings = resources.settings
     return Agent(
         AgentConfig(
-            thread_id=state.thread.id,
+            thread_id=state.thread_id,
             tool_executor=ToolExecutor(tools, state.configuration.tool_policies or {}),
             thread_store=store,
             tools=tools,

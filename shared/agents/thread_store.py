@@ -1,62 +1,131 @@
 """What an agent sees of the database: its thread, loaded once, and a fenced writer.
 
-``ThreadStore.load`` reads the thread, its session's configuration, its
-events and the session's grants in one short transaction; afterwards the
-store keeps ``state.events`` current with every event it appends, so a turn
-reads the database again only for approval decisions.
+``load_thread_state`` reads the agent's metadata, its session's and
+project's configuration, its events and the session's grants in the claim's
+transaction; afterwards the store keeps ``state.events`` current with every
+event it appends, so a turn reads the database again only for approval
+decisions. ``EventCache`` keeps those events for the agent's next turn on
+this worker, so a claim reads only what was appended since.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
-from shared.configuration import Configuration
+from shared.configuration import Configuration, for_agent
 from shared.db import Database
-from shared.events import Envelope, NewEvent
-from shared.leases import release_lease
-from shared.models import Approval, Thread, ThreadEvent
-from shared.sessions import agent_configuration, get_project, get_session
+from shared.errors import AgentNotFound
+from shared.events import Envelope, NewEvent, StoredEvent
+from shared.models import Approval, ChatSession, Project, SessionGrant, Thread, Turn, table
+from shared.providers.instances import InstanceRead, load_instance_and_credential
 from shared.threads import ThreadWriter, events_after, update_turn
-from shared.turns import (
-    add_approval_requests,
-    load_decisions,
-    lock_turn,
-    pending_count,
-    session_grants,
-)
+from shared.turns import add_approval_requests, load_decisions, lock_turn, pending_count
 
 MAX_EVENTS = 10_000_000
+
+_THREADS, _SESSIONS, _PROJECTS = table(Thread), table(ChatSession), table(Project)
+_AGENT_CONTEXT = (
+    select(
+        _THREADS.c.session_id,
+        _THREADS.c.meta,
+        _SESSIONS.c.configuration,
+        _PROJECTS.c.id,
+        _PROJECTS.c.configuration,
+        _PROJECTS.c.working_directory,
+    )
+    .join(_SESSIONS, _SESSIONS.c.id == _THREADS.c.session_id)
+    .join(_PROJECTS, _PROJECTS.c.id == _SESSIONS.c.project_id)
+    .where(_THREADS.c.id == bindparam("agent_id"))
+)
+_GRANTS = table(SessionGrant)
+_SESSION_GRANTS = select(_GRANTS.c.tool).where(_GRANTS.c.session_id == bindparam("session_id"))
 
 
 @dataclass
 class ThreadState:
-    thread: Thread
+    thread_id: str
     session_id: str
     project_id: str
     working_directory: str | None
+    meta: dict[str, Any]
     configuration: Configuration
-    events: list[ThreadEvent]
+    events: list[StoredEvent]
     grants: set[str] = field(default_factory=set)
+    instance_read: InstanceRead | None = None  # the provider instance the next turn uses
+
+    def provider_target(self, turn: Turn | None = None) -> tuple[str | None, str | None]:
+        """The turn's pinned pair, else the agent's configuration (its overrides included)."""
+        if turn is not None and turn.provider_instance_id and turn.model_id:
+            return turn.provider_instance_id, turn.model_id
+        return self.configuration.provider_instance_id, self.configuration.model_id
 
 
-def load_thread_state(session: Session, thread_id: str) -> ThreadState:
-    thread, config = agent_configuration(session, thread_id)
-    chat = get_session(session, thread.session_id)
-    project = get_project(session, chat.project_id)
-    return ThreadState(
-        thread=thread,
-        session_id=thread.session_id,
-        project_id=project.id,
-        working_directory=project.working_directory,
-        configuration=config,
-        events=events_after(session, thread_id, 0, MAX_EVENTS),
-        grants=session_grants(session, thread.session_id),
+def load_thread_state(
+    session: Session, thread_id: str, known: Sequence[StoredEvent] = (), turn: Turn | None = None
+) -> ThreadState:
+    """The agent's state for ``turn``; ``known`` is a prefix of its events already in memory.
+
+    Committed events never change and seqs have no gaps, so the prefix plus the
+    events after its last seq is the whole thread. The provider instance the
+    turn will use is read here too, so making the provider costs no transaction.
+    """
+    row = session.connection().execute(_AGENT_CONTEXT, {"agent_id": thread_id}).first()
+    if row is None:
+        raise AgentNotFound(f"agent {thread_id!r} does not exist")
+    session_id, meta, session_conf, project_id, project_conf, working_directory = row
+    after = known[-1].seq if known else 0
+    grants = session.connection().execute(_SESSION_GRANTS, {"session_id": session_id})
+    state = ThreadState(
+        thread_id=thread_id,
+        session_id=session_id,
+        project_id=project_id,
+        working_directory=working_directory,
+        meta=meta,
+        configuration=for_agent(project_conf, session_conf, meta),
+        events=[*known, *events_after(session, thread_id, after, MAX_EVENTS)],
+        grants=set(grants.scalars()),
     )
+    instance_id, _ = state.provider_target(turn)
+    if instance_id:
+        found = load_instance_and_credential(session, instance_id)
+        state.instance_read = InstanceRead(instance_id, found)
+    return state
+
+
+class EventCache:
+    """Each agent's events as its last turn on this worker left them, least recent out first.
+
+    Only the lease holder reads or refreshes an agent's entry, so entries need
+    no lock; a stale one (the agent ran elsewhere since) is only a shorter
+    prefix. ``max_events`` bounds the events held over all agents.
+    """
+
+    def __init__(self, max_events: int) -> None:
+        self._max_events = max_events
+        self._held = 0
+        self._threads: OrderedDict[str, list[StoredEvent]] = OrderedDict()
+
+    def take(self, agent_id: str) -> list[StoredEvent]:
+        events = self._threads.pop(agent_id, [])
+        self._held -= len(events)
+        return events
+
+    def keep(self, agent_id: str, events: list[StoredEvent]) -> None:
+        self.take(agent_id)
+        if len(events) > self._max_events:
+            return
+        self._threads[agent_id] = events
+        self._held += len(events)
+        while self._held > self._max_events:
+            _, evicted = self._threads.popitem(last=False)
+            self._held -= len(evicted)
 
 
 class ThreadStore:
@@ -83,7 +152,7 @@ class ThreadStore:
         turn_changes: dict[str, Any] | None = None,
         approvals: list[Approval] | None = None,
         release: bool = False,
-    ) -> list[ThreadEvent]:
+    ) -> list[StoredEvent]:
         also = (lambda s: add_approval_requests(s, approvals)) if approvals else None
         rows = await self._writer.append(
             turn_id, events, turn_changes=turn_changes, also=also, release=release
@@ -91,8 +160,8 @@ class ThreadStore:
         self.state.events.extend(rows)
         return rows
 
-    async def publish(self, envelope: Envelope) -> None:
-        await self._writer.publish(envelope)
+    def publish(self, envelope: Envelope) -> None:
+        self._writer.publish(envelope)
 
     async def decisions(self, turn_id: str) -> dict[str, str | None]:
         return await self._db.read(load_decisions, turn_id)
@@ -115,12 +184,10 @@ def _suspend(
     update_turn(
         session, turn_id, {"status": "awaiting_approval", "running_s": running_s, "usage": usage}
     )
-    release_lease(session, writer.lease)
-    writer.released = True
+    writer.release_in(session)
     return True
 
 
 def _requeue(session: Session, writer: ThreadWriter, turn_id: str, running_s: float) -> None:
     update_turn(session, turn_id, {"status": "queued", "running_s": running_s})
-    release_lease(session, writer.lease)
-    writer.released = True
+    writer.release_in(session)

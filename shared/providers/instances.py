@@ -6,6 +6,7 @@ returned by them: ``InstanceView`` says only whether one exists.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -119,6 +120,14 @@ def delete_instance(session: Session, instance_id: str) -> None:
         session.delete(cred)
         session.flush()
     session.delete(row)
+
+
+@dataclass(frozen=True)
+class InstanceRead:
+    """An instance and its credential's ciphertext as one transaction read them (None: absent)."""
+
+    instance_id: str
+    found: tuple[ProviderInstance, str | None] | None
 
 
 def load_instance_and_credential(

@@ -18,7 +18,7 @@ from shared.models import ProviderInstance
 from shared.providers.anthropic import AnthropicProvider
 from shared.providers.base import Provider
 from shared.providers.catalog import CatalogProvider, load_catalog
-from shared.providers.instances import load_instance_and_credential
+from shared.providers.instances import InstanceRead, load_instance_and_credential
 from shared.providers.openai_chat import OpenAIProvider
 
 PROVIDER_CLASSES: dict[str, type[AnthropicProvider] | type[OpenAIProvider]] = {
@@ -42,11 +42,21 @@ class ProviderRegistry:
         self._cipher = cipher
         self._http_client = http_client
 
-    async def resolve(self, instance_id: str | None, model_id: str | None) -> ResolvedTarget:
-        """Raises ProviderInstanceNotFound or ModelNotFound; reads the database only."""
+    async def resolve(
+        self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
+    ) -> ResolvedTarget:
+        """Raises ProviderInstanceNotFound or ModelNotFound; reads the database only.
+
+        ``read`` is the instance as the caller's transaction just read it (a
+        worker reads it in the claim); the database is read when it is absent
+        or names another instance.
+        """
         if not instance_id:
             raise ProviderInstanceNotFound("no provider instance is configured for this agent")
-        found = await self._db.read(load_instance_and_credential, instance_id)
+        if read is not None and read.instance_id == instance_id:
+            found = read.found
+        else:
+            found = await self._db.read(load_instance_and_credential, instance_id)
         if found is None:
             raise ProviderInstanceNotFound(f"provider instance {instance_id!r} does not exist")
         instance, encrypted_key = found
@@ -63,10 +73,10 @@ class ProviderRegistry:
         return ResolvedTarget(instance, catalog, model_id, encrypted_key)
 
     async def create_provider_from_instance_and_model(
-        self, instance_id: str | None, model_id: str | None
+        self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
     ) -> Provider:
         """Raises ProviderInstanceNotFound, ModelNotFound or ProviderCredentialMissing."""
-        target = await self.resolve(instance_id, model_id)
+        target = await self.resolve(instance_id, model_id, read)
         return self._build(target)
 
     def _build(self, target: ResolvedTarget) -> Provider:

@@ -11,7 +11,7 @@ from shared.config import Settings
 from shared.events import Envelope
 from shared.resources import open_resources
 from shared.sink import MemorySink
-from shared.threads import events_after, to_envelope
+from shared.threads import events_after
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import run
 from tests.integration.api.conftest import Api
@@ -172,7 +172,7 @@ async def test_stream_backfills_events_that_never_reached_redis(
             await send(server, agent_id, "hi")
             await run(quiet, agent_id)  # committed, published nowhere the stream listens
             rows = await quiet.db.read(events_after, agent_id, 0, 100)
-            await server.resources.sink.publish([to_envelope(rows[-1])])
+            await server.resources.sink.publish([rows[-1].envelope()])
             got = await reader.take(5)
     finally:
         await quiet.aclose()
@@ -190,7 +190,7 @@ async def test_stream_drops_durable_events_it_already_sent(server: Api, llm: Fak
     async with server.client.stream("GET", path, headers={"Last-Event-ID": "0"}) as response:
         reader = SseReader(response)
         replayed = await reader.take(5)
-        republished = [to_envelope(row) for row in rows]  # as a new lease holder would
+        republished = [row.envelope() for row in rows]  # as a new lease holder would
         await server.resources.sink.publish(republished)
         await one_turn(server, agent_id)
         live = await reader.until("turn_completed")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
+from datetime import UTC, datetime
 
 import pytest
 
+from shared.agents.thread_store import EventCache
 from shared.db import Database
 from shared.errors import LeaseLost
-from shared.events import NewEvent
+from shared.events import NewEvent, StoredEvent
 from shared.leases import acquire_lease, release_lease
-from shared.models import ThreadEvent
 from shared.resources import Resources
 from shared.sessions import spawn_agent
 from shared.threads import append_events, events_after, session_events_after
-from tests.fakellm import FakeLLM
-from tests.helpers import add_agent, add_instance
+from tests.fakellm import FakeLLM, Reply
+from tests.helpers import FAST_RETRY, add_agent, add_instance, events_of, send
+from workers.runner import WorkerState, run_kick
 
 
 def _append_under_lease(db: Database, agent_id: str, holder: str, n: int) -> int:
@@ -75,7 +78,7 @@ async def test_stale_lease_holder_cannot_append(res: Resources, llm: FakeLLM) ->
         )
     await res.db.run(append_events, fresh, None, [NewEvent.of("user_message", content="ok")], 0)
 
-    events: list[ThreadEvent] = await res.db.read(events_after, agent_id, 0, 10)
+    events = await res.db.read(events_after, agent_id, 0, 10)
     assert [(e.seq, e.data["content"]) for e in events] == [(1, "ok")]
 
 
@@ -84,3 +87,65 @@ async def test_live_lease_is_not_taken_twice(res: Resources, llm: FakeLLM) -> No
     agent_id = await add_agent(res, instance)
     assert await res.db.run(acquire_lease, agent_id, "a", 30) is not None
     assert await res.db.run(acquire_lease, agent_id, "b", 30) is None
+
+
+async def test_a_worker_rebuilds_from_its_cache_plus_what_others_appended(
+    res: Resources, llm: FakeLLM
+) -> None:
+    """Worker A caches the thread; B runs the next turn; A's next claim must see B's turn."""
+    instance = await add_instance(res, llm)
+    agent_id = await add_agent(res, instance)
+    a, b = (
+        WorkerState(worker_id="a", retry=FAST_RETRY),
+        WorkerState(worker_id="b", retry=FAST_RETRY),
+    )
+    for worker, text in ((a, "one"), (b, "two"), (a, "three")):
+        llm.script(Reply(text=f"answer {text}"), match=text)
+        await send(res, agent_id, text)
+        await run_kick(res, worker, agent_id)
+
+    cached = a.events.take(agent_id)
+    stored = await events_of(res, agent_id)
+    assert cached == stored  # the cache is the committed thread, B's turn included
+    sent = [_text(m["content"]) for m in llm.requests[-1].body["messages"]]
+    assert sent == ["one", "answer one", "two", "answer two", "three"]
+
+
+async def test_a_cached_thread_longer_than_the_committed_one_is_not_used(
+    res: Resources, llm: FakeLLM
+) -> None:
+    instance = await add_instance(res, llm)
+    agent_id = await add_agent(res, instance)
+    worker = WorkerState(worker_id="a", retry=FAST_RETRY)
+    llm.script(Reply(text="first answer"), match="first")
+    await send(res, agent_id, "first")
+    await run_kick(res, worker, agent_id)
+    real = worker.events.take(agent_id)
+    forged = StoredEvent(**{**asdict(real[-1]), "seq": real[-1].seq + 50, "type": "user_message"})
+    worker.events.keep(agent_id, [*real, forged])
+
+    llm.script(Reply(text="second answer"), match="second")
+    await send(res, agent_id, "second")
+    await run_kick(res, worker, agent_id)
+
+    assert worker.events.take(agent_id) == await events_of(res, agent_id)
+
+
+def test_event_cache_evicts_the_least_recent_agents_past_its_bound() -> None:
+    def events(agent: str, count: int) -> list[StoredEvent]:
+        now = datetime.now(UTC)
+        return [StoredEvent(agent, i, "s", i, "user_message", {}, None, now) for i in range(count)]
+
+    cache = EventCache(max_events=10)
+    cache.keep("a", events("a", 4))
+    cache.keep("b", events("b", 4))
+    cache.keep("a", events("a", 5))  # refreshed: now the most recent
+    cache.keep("c", events("c", 4))  # 13 > 10: b, the least recent, goes
+    assert cache.take("b") == []
+    assert len(cache.take("a")) == 5 and len(cache.take("c")) == 4
+    cache.keep("huge", events("huge", 11))  # never held: it alone exceeds the bound
+    assert cache.take("huge") == []
+
+
+def _text(content: str | list[dict[str, str]]) -> str:
+    return content if isinstance(content, str) else "".join(b["text"] for b in content)

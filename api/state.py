@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from celery import Celery
 
 from shared.bus import EventHub
-from shared.queue import kick
+from shared.queue import KickSender
 from shared.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -21,14 +21,17 @@ class Kicker:
 
     A kick is awaited up to ``wait_s`` and otherwise finishes in the background:
     the turn is durable either way, and the sweeper kicks it if the kick is lost.
+    Kicks go through one KickSender (``KickSender.send_kick``: at most one kick per
+    agent on its way), which owns the Celery app and its Redis client.
     """
 
     def __init__(self, celery: Celery, wait_s: float = 1.0) -> None:
-        self._celery = celery
+        self._sender = KickSender(celery)
         self._wait_s = wait_s
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def kick(self, *agent_ids: str) -> None:
+        """Kick each agent; call after the transaction that queued their work committed."""
         if not agent_ids:
             return
         task = asyncio.create_task(self._send(agent_ids))
@@ -38,13 +41,16 @@ class Kicker:
             await asyncio.wait_for(asyncio.shield(task), self._wait_s)
 
     async def _send(self, agent_ids: tuple[str, ...]) -> None:
+        await asyncio.to_thread(self._send_all, agent_ids)  # one thread hop for them all
+
+    def _send_all(self, agent_ids: tuple[str, ...]) -> None:
         for agent_id in agent_ids:
-            await kick(self._celery, agent_id)
+            self._sender.send_kick(agent_id)
 
     async def aclose(self, timeout_s: float = 2.0) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout_s)
-        self._celery.close()
+        self._sender.close()
 
 
 @dataclass

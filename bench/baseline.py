@@ -55,24 +55,12 @@ def request_params(text: str) -> dict[str, Any]:
 
 
 def make_app(redis_url: str) -> Celery:
-    """The same configuration as ``shared.queue.make_celery``, on its own queue."""
-    app = Celery("bench-baseline", broker=redis_url, set_as_current=False)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_retry_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        result_backend=None,
-        task_serializer="json",
-        accept_content=["json"],
-        task_default_queue=QUEUE,
-        broker_transport_options={"visibility_timeout": 1500},
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-    )
+    """Bobbin's own Celery configuration (``shared.queue.make_celery``), on its own queue."""
+    from shared.config import Settings
+    from shared.queue import make_celery
+
+    app = make_celery(Settings(redis_url=redis_url))
+    app.conf.task_default_queue = QUEUE
     return app
 
 

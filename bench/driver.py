@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from shared.keys import session_channel
 from shared.models import Turn
-from shared.queue import send_kick
+from shared.queue import KickSender
 from shared.resources import Resources
 from shared.turns import enqueue_turn
 from tests.fakellm import RemoteFakeLLM
@@ -109,10 +110,25 @@ async def wait_finished(
         await asyncio.sleep(poll_s)
 
 
+_SENDERS: dict[int, KickSender] = {}
+_SENDERS_LOCK = threading.Lock()
+
+
+def kick_sender(app: Celery) -> KickSender:
+    """The one KickSender (and Redis client) for ``app``, as an API process holds one."""
+    with _SENDERS_LOCK:
+        sender = _SENDERS.get(id(app))
+        if sender is None:  # (the sender keeps ``app`` alive: its id is not reused)
+            sender = _SENDERS[id(app)] = KickSender(app)
+        return sender
+
+
 def send_kicks(app: Celery, agent_ids: Iterable[str]) -> None:
-    """Publish one kick per item, as the API does after each message."""
+    """Kick the agent of each item, as the API does after each message: a kick is
+    published only when none is pending for the agent (``KickSender.send_kick``)."""
+    sender = kick_sender(app)
     for agent_id in agent_ids:
-        if not send_kick(app, agent_id):
+        if not sender.send_kick(agent_id):
             raise RuntimeError("kick not sent: is Redis up?")
 
 

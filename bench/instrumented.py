@@ -109,7 +109,7 @@ TRACED = {
     "api": (
         ("api.middleware", "MetricsMiddleware.__call__"),
         ("api.state", "Kicker.kick"),
-        ("shared.queue", "send_kick"),
+        ("shared.queue", "KickSender.send_kick"),
         *_COMMON,
     ),
 }

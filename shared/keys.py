@@ -14,4 +14,10 @@ def cancel_channel() -> str:
 
 
 def celery_queue() -> str:
+    """The Celery queue the kicks travel on."""
     return f"{PREFIX}.turns"
+
+
+def kick_pending(agent_id: str) -> str:
+    """Set while a kick for the agent is on its way to a worker (``shared.queue.KickSender``)."""
+    return f"{PREFIX}:kick-pending:{agent_id}"

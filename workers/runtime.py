@@ -23,8 +23,8 @@ from redis.exceptions import RedisError
 
 from shared.agents.agent import CancelReason
 from shared.config import Settings
-from shared.keys import cancel_channel
-from shared.queue import kick
+from shared.keys import cancel_channel, kick_pending
+from shared.queue import KickSender
 from shared.resources import Resources, open_resources
 from workers.metrics import ObservedRegistry, port_from_env
 from workers.runner import WorkerState, run_kick
@@ -38,6 +38,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, app: Celery, concurrency: int) -> None:
         self.settings = settings
         self.app = app
+        self.kicks = KickSender(app)  # the sweeper's and the hand-back's re-kicks
         self.concurrency = concurrency
         self.state = WorkerState(worker_id=f"{socket.gethostname()}:{os.getpid()}")
         self.loop = asyncio.new_event_loop()
@@ -76,7 +77,7 @@ class WorkerRuntime:
     async def _start_background(self) -> None:
         assert self.resources is not None
         self._background = [
-            asyncio.create_task(sweep_forever(self.resources, self.app), name="sweeper"),
+            asyncio.create_task(sweep_forever(self.resources, self.kicks), name="sweeper"),
             asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
             asyncio.create_task(self.state.metrics.watch_loop(), name="loop-monitor"),
         ]
@@ -86,8 +87,21 @@ class WorkerRuntime:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def run_kick(self, agent_id: str) -> None:
+        self.call(self._take_kick(agent_id))
+
+    async def _take_kick(self, agent_id: str) -> None:
+        """Drop the agent's kick-pending marker, then run the kick (its claim and turns).
+
+        Deleting first is what makes the sender's de-duplication safe: a sender whose
+        ``SET NX`` failed had committed its turn before, and the marker it found is
+        deleted here before this claim starts, so the claim sees that turn, or finds
+        the lease held and the holder's re-check after its release sees it. A failed
+        DEL leaves the marker to its TTL; the sweeper re-kicks regardless of it.
+        """
         assert self.resources is not None
-        self.call(run_kick(self.resources, self.state, agent_id))
+        with contextlib.suppress(RedisError, OSError):
+            await self.resources.redis.delete(kick_pending(agent_id))
+        await run_kick(self.resources, self.state, agent_id)
 
     async def _listen_cancels(self) -> None:
         assert self.resources is not None
@@ -123,7 +137,7 @@ class WorkerRuntime:
         while self.state.active:
             await asyncio.sleep(0.05)
         for agent_id in agents:
-            await kick(self.app, agent_id)
+            await self.kicks.rekick(agent_id)  # regardless of any marker
 
     def stop(self) -> None:
         async def _close() -> None:
@@ -142,3 +156,4 @@ class WorkerRuntime:
             self._thread.join(timeout=5)
         if self._stop_metrics is not None:
             self._stop_metrics()
+        self.kicks.close(celery=False)  # the app is the worker's own: Celery closes it

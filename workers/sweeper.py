@@ -3,7 +3,9 @@
 Every ``sweep_interval_s`` each worker kicks agents that have an open head
 turn and no live lease: running turns whose worker died (the kicked worker
 counts the lost attempt and resumes or fails the turn) and queued turns whose
-kick was lost, for instance with Redis.
+kick was lost, for instance with Redis. Its kicks are re-kicks
+(``KickSender.rekick``): they are sent even when the agent's kick-pending marker
+says a kick is on its way, since that kick may be the one that was lost.
 """
 
 from __future__ import annotations
@@ -13,34 +15,32 @@ import logging
 import random
 import time
 
-from celery import Celery
-
-from shared.queue import kick
+from shared.queue import KickSender
 from shared.resources import Resources
 from shared.turns import agents_needing_kick, expired_running_turns
 
 log = logging.getLogger(__name__)
 
 
-async def sweep_once(resources: Resources, app: Celery) -> list[str]:
+async def sweep_once(resources: Resources, kicks: KickSender) -> list[str]:
     """Kick every agent with stranded work; returns the agents kicked."""
     now = time.time()
     lost = await resources.db.read(expired_running_turns, now)
     waiting = await resources.db.read(agents_needing_kick, now)
     agents = sorted({turn.agent_id for turn in lost} | set(waiting))
     for agent_id in agents:
-        await kick(app, agent_id)
+        await kicks.rekick(agent_id)
     if agents:
         log.info("sweeper kicked %d agents", len(agents))
     return agents
 
 
-async def sweep_forever(resources: Resources, app: Celery) -> None:
+async def sweep_forever(resources: Resources, kicks: KickSender) -> None:
     interval = resources.settings.sweep_interval_s
     await asyncio.sleep(random.uniform(0.5, 1.0) * interval)  # workers spread their sweeps
     while True:
         try:
-            await sweep_once(resources, app)
+            await sweep_once(resources, kicks)
         except asyncio.CancelledError:
             raise
         except Exception:

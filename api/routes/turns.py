@@ -6,10 +6,13 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
+from sqlmodel import Session
 
+from api.auth import PendingKeyDep
 from api.deps import DbDep, KickerDep, PageDep, ResourcesDep, StateDep
 from api.schemas import MAX_NAME_CHARS, MAX_WAIT_S, MessageIn, TurnAccepted, TurnList, TurnOut
 from shared.cancel import cancel_turn
+from shared.models import Turn
 from shared.turns import enqueue_turn, get_turn, list_turns
 
 router = APIRouter(tags=["turns"])
@@ -23,6 +26,7 @@ async def send_message(
     body: MessageIn,
     resources: ResourcesDep,
     kicker: KickerDep,
+    key: PendingKeyDep,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_NAME_CHARS)
     ] = None,
@@ -33,16 +37,23 @@ async def send_message(
     the key with another body answers 409 ``idempotency_key_reused``. 429
     ``agent_queue_full`` past ``BOBBIN_MAX_QUEUED_TURNS`` queued turns.
     """
-    turn, _ = await resources.db.run(
-        lambda s: enqueue_turn(
-            s,
+
+    def enqueue(session: Session) -> Turn:
+        key.verify(session)  # first, in the same transaction: a bad key stores nothing
+        turn, _ = enqueue_turn(
+            session,
             agent_id,
             body.content,
             max_queued=resources.settings.max_queued_turns,
             idempotency_key=idempotency_key,
         )
-    )
-    await kicker.kick(agent_id)  # a retry kicks again: harmless, and it heals a lost kick
+        return turn
+
+    # One transaction and one executor hop: the key is verified inside it (api/auth.py).
+    turn = await resources.db.run(enqueue)
+    # Only after the commit: that order is what lets kicks be de-duplicated (shared/queue.py).
+    # A retry kicks again: harmless, and it heals a lost kick.
+    await kicker.kick(agent_id)
     return TurnAccepted(turn=TurnOut.of(turn))
 
 

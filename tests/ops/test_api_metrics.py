@@ -42,19 +42,21 @@ def sample(text: str, name: str, labels: str = "") -> float:
 
 async def test_metrics_show_queued_turns_and_waiting_kicks(api: Api) -> None:
     resources = api.resources
-    agent_id = await add_agent(resources, await add_instance(resources, None))
-    for text in ("one", "two"):
+    instance = await add_instance(resources, None)
+    first, second = [await add_agent(resources, instance) for _ in range(2)]
+    for agent_id, text in ((first, "one"), (first, "two"), (second, "three")):
         sent = await api.client.post(f"/v1/agents/{agent_id}/messages", json={"content": text})
         assert sent.status_code == 202, sent.text
 
+    # One kick per agent: the first agent's second message finds its kick still pending.
     both_kicks = 'bobbin_broker_queue_length{queue="bobbin.turns"} 2'
     text = await metrics_once(api, lambda t: both_kicks in t)
 
-    assert sample(text, "bobbin_queue_depth") == 2
+    assert sample(text, "bobbin_queue_depth") == 3
     assert sample(text, "bobbin_turns_in_progress", 'status="running"') == 0
     assert sample(text, "bobbin_turns_in_progress", 'status="awaiting_approval"') == 0
     assert sample(text, "bobbin_broker_queue_length", 'queue="bobbin.turns"') == 2
-    assert sample(text, "bobbin_api_requests_total", 'method="POST",status="202"') == 2
+    assert sample(text, "bobbin_api_requests_total", 'method="POST",status="202"') == 3
     assert sample(text, "bobbin_api_event_streams") == 0
     assert "_created" not in text
 

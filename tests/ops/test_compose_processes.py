@@ -174,6 +174,10 @@ def test_compose_services_run_a_turn_with_json_logs_and_metrics(
     for service in (api, worker, flower):
         service.wait_healthy()
 
+    # Task events are off by default (shared/queue.py); Flower turns them on in the
+    # worker at run time (its enable_events broadcast, every 5 s): kicks sent before
+    # that would never reach Flower.
+    wait_for_output(worker, "Events of group {task} enabled by remote")
     url = f"http://127.0.0.1:{api.port}"
     key = required["BOBBIN_BOOTSTRAP_API_KEY"]
     assert httpx.get(f"{url}/readyz").json()["status"] == "ok"
@@ -233,6 +237,13 @@ def run_one_turn(http: httpx.Client, llm: FakeLLM) -> tuple[str, dict[str, Any]]
         if turn["status"] not in ("queued", "running"):
             return agent_id, dict(turn)
     raise TimeoutError(f"turn {turn_id} did not finish")
+
+
+def wait_for_output(service: Service, text: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in service.output:
+        assert time.monotonic() < deadline, f"{service.name} never logged {text!r}"
+        time.sleep(0.2)
 
 
 def wait_for_flower_task(url: str, auth: tuple[str, str], agent_id: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 from cli import offline
 from shared.config import Settings
 from shared.models import Turn
-from shared.queue import kick, make_celery
+from shared.queue import KickSender, make_celery
 from shared.resources import Resources
 from tests.helpers import add_agent, send, turn_of, types_of
 from tests.processes import WorkerProcess
@@ -72,7 +72,8 @@ async def test_offline_model_answers_a_real_turn_on_a_worker_process(
     turn = await send(resources, agent_id, "Hello! Who are you?")
 
     started = time.monotonic()
-    await kick(make_celery(settings), agent_id)
+    with KickSender(make_celery(settings)) as kicks:
+        await kicks.kick(agent_id)
     done = await wait_finished(resources, turn.id, timeout_s=240)
     print(f"offline turn finished in {time.monotonic() - started:.1f} s")
 

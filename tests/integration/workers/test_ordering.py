@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from shared.config import Settings
-from shared.queue import kick, make_celery
+from shared.queue import KickSender, make_celery
 from shared.resources import Resources
 from tests.fakellm import FakeLLM
 from tests.helpers import add_agent, add_instance, events_of, send, turn_of
@@ -39,15 +39,18 @@ async def test_concurrent_sends_to_one_agent_are_all_answered_in_order(
         w.wait_ready()
     instance = await add_instance(resources, llm)
     agent_id = await add_agent(resources, instance)
-    celery = make_celery(settings)
+    kicks = KickSender(make_celery(settings))
 
     async def send_and_kick(i: int) -> str:
         turn = await send(resources, agent_id, f"message {i:03d}")
-        await kick(celery, agent_id)
+        await kicks.kick(agent_id)  # as the API does: de-duplicated while one is pending
         return turn.id
 
-    turn_ids = await asyncio.gather(*(send_and_kick(i) for i in range(40)))
-    await wait_all_done(resources, turn_ids)
+    try:
+        turn_ids = await asyncio.gather(*(send_and_kick(i) for i in range(40)))
+        await wait_all_done(resources, turn_ids)
+    finally:
+        kicks.close()
 
     turns = [await turn_of(resources, t) for t in turn_ids]
     assert [t.status for t in turns] == ["completed"] * 40

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from shared.config import Settings
-from shared.queue import kick, make_celery
+from shared.queue import KickSender, make_celery
 from shared.resources import Resources
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, events_of, send, turn_of
@@ -30,7 +30,8 @@ async def test_turn_of_a_killed_worker_completes_on_another(
     llm.script(Reply(text="never finished", latency_s=30))
     llm.script(Reply(text="finished by the survivor"))
     turn = await send(resources, agent_id, "hello")
-    await kick(make_celery(settings), agent_id)
+    with KickSender(make_celery(settings)) as kicks:
+        await kicks.kick(agent_id)
     while (await turn_of(resources, turn.id)).status != "running":
         await asyncio.sleep(0.05)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings
-from shared.queue import kick, make_celery
+from shared.queue import KickSender, make_celery
 from shared.resources import Resources
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, send, turn_of, types_of
@@ -42,7 +42,8 @@ async def test_kicked_turn_completes_on_a_worker_process(
     llm.script(Reply(text="from the worker"))
     turn = await send(resources, agent_id, "hello worker")
 
-    await kick(make_celery(settings), agent_id)
+    with KickSender(make_celery(settings)) as kicks:
+        await kicks.kick(agent_id)
 
     done = await wait_status(resources, turn.id, {"completed", "failed"})
     assert done.status == "completed", done.error

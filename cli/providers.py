@@ -175,11 +175,11 @@ def test(instance_id: str = typer.Argument(..., help="The instance's id.")) -> N
 async def list_models(db: Database, cipher: Cipher, instance_id: str) -> list[str] | ProviderError:
     """The models the instance serves, or the error its provider raised (with its code)."""
     # Imported here: the SDKs under the registry take a second to import.
+    from shared.http import HttpPools
     from shared.providers.registry import ProviderRegistry
-    from shared.resources import http_client_for
 
-    async with http_client_for(4) as client:
-        registry = ProviderRegistry(db, cipher, client)
+    async with HttpPools(4) as http:
+        registry = ProviderRegistry(db, cipher, http)
         try:
             provider = await registry.create_provider_from_instance_and_model(
                 instance_id, _any_model(db, instance_id)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx2
 import redis.asyncio as aioredis
 
 from shared.bus import RedisSink
 from shared.config import Settings
 from shared.crypto import Cipher, check_fingerprint, load_fernet_key
 from shared.db import Database
+from shared.http import HttpPools
 from shared.migrate import migrate
 from shared.providers.registry import ProviderRegistry
 from shared.sink import EventSink
@@ -24,7 +24,7 @@ from shared.sink import EventSink
 class Resources:
     settings: Settings
     db: Database
-    http_client: httpx2.AsyncClient
+    http: HttpPools
     registry: ProviderRegistry
     cipher: Cipher
     redis: aioredis.Redis
@@ -32,7 +32,7 @@ class Resources:
 
     async def aclose(self) -> None:
         await self.sink.aclose()
-        await self.http_client.aclose()
+        await self.http.aclose()
         await self.redis.aclose()
         self.db.dispose()
 
@@ -54,14 +54,6 @@ def open_database(settings: Settings, *, loopback: bool = True) -> tuple[Databas
     return db, Cipher(key)
 
 
-def http_client_for(concurrency: int) -> httpx2.AsyncClient:
-    """One pool per process; its keep-alive limit covers the worker's concurrency."""
-    limits = httpx2.Limits(
-        max_connections=concurrency + 10, max_keepalive_connections=concurrency + 10
-    )
-    return httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(60.0, connect=10.0))
-
-
 async def open_resources(
     settings: Settings,
     *,
@@ -71,7 +63,7 @@ async def open_resources(
 ) -> Resources:
     """Build the process's resources on the running loop (migrating the database first)."""
     db, cipher = open_database(settings, loopback=loopback)
-    http_client = http_client_for(concurrency or settings.worker_concurrency)
+    http = HttpPools(concurrency or settings.worker_concurrency)
     # A blocking pool: with hundreds of turns publishing at once, redis-py's default
     # pool raises "Too many connections" instead of waiting, and events are lost.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -83,8 +75,8 @@ async def open_resources(
     return Resources(
         settings=settings,
         db=db,
-        http_client=http_client,
-        registry=ProviderRegistry(db, cipher, http_client),
+        http=http,
+        registry=ProviderRegistry(db, cipher, http),
         cipher=cipher,
         redis=redis,
         sink=sink or RedisSink(redis),

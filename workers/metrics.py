@@ -25,7 +25,6 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-import httpx2
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -38,6 +37,7 @@ from prometheus_client import (
 from shared.crypto import Cipher
 from shared.db import Database
 from shared.errors import ProviderError
+from shared.http import HttpPools
 from shared.providers.base import ModelRequest, Provider, ProviderEvent
 from shared.providers.instances import InstanceRead
 from shared.providers.registry import ProviderRegistry
@@ -223,9 +223,9 @@ class ObservedRegistry(ProviderRegistry):
     """The registry, unchanged, whose providers are measured (``ObservedProvider``)."""
 
     def __init__(
-        self, db: Database, cipher: Cipher, http_client: httpx2.AsyncClient, metrics: WorkerMetrics
+        self, db: Database, cipher: Cipher, http: HttpPools, metrics: WorkerMetrics
     ) -> None:
-        super().__init__(db, cipher, http_client)
+        super().__init__(db, cipher, http)
         self._metrics = metrics
 
     async def create_provider_from_instance_and_model(

@@ -67,7 +67,7 @@ class WorkerRuntime:
         """Measure this worker's providers and turns; serve the metrics if a port is set."""
         metrics = self.state.metrics
         resources.registry = ObservedRegistry(
-            resources.db, resources.cipher, resources.http_client, metrics
+            resources.db, resources.cipher, resources.http, metrics
         )
         metrics.track_active(lambda: len(self.state.active))
         port = port_from_env()

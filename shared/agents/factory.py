@@ -38,7 +38,7 @@ async def rehydrate_agent(
             registry=resources.registry,
             tool_context=ToolContext(
                 working_directory=store.workspace(settings.data_dir).resolve(),
-                http_client=resources.http_client,
+                http_client=resources.http.client(),
             ),
             max_tool_rounds=settings.max_tool_rounds,
             turn_timeout_s=settings.turn_timeout_s,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx2
-
 from shared.crypto import Cipher
 from shared.db import Database
 from shared.errors import ModelNotFound, ProviderCredentialMissing, ProviderInstanceNotFound
+from shared.http import HttpPools
 from shared.models import ProviderInstance
 from shared.providers.anthropic import AnthropicProvider
 from shared.providers.base import Provider
@@ -37,10 +36,10 @@ class ResolvedTarget:
 
 
 class ProviderRegistry:
-    def __init__(self, db: Database, cipher: Cipher, http_client: httpx2.AsyncClient) -> None:
+    def __init__(self, db: Database, cipher: Cipher, http: HttpPools) -> None:
         self._db = db
         self._cipher = cipher
-        self._http_client = http_client
+        self._http = http
 
     async def resolve(
         self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
@@ -90,7 +89,7 @@ class ProviderRegistry:
             api_key = ""  # the provider module sends its placeholder: the SDK insists on a key
         cls = PROVIDER_CLASSES[target.catalog.type]
         return cls(
-            http_client=self._http_client,
+            http_client=self._http.client(),
             api_key=api_key,
             base_url=target.instance.base_url or target.catalog.default_base_url,
             model_id=target.model_id,

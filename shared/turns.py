@@ -12,17 +12,18 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
 from shared.errors import (
+    AgentNotFound,
     AgentQueueFull,
     ApprovalAlreadyDecided,
     ApprovalNotFound,
     IdempotencyKeyReused,
     TurnNotFound,
 )
-from shared.models import Approval, SessionGrant, Thread, Turn, new_id, utcnow
+from shared.models import Approval, SessionGrant, Thread, Turn, new_id, table, utcnow
 from shared.threads import OPEN_STATUSES, get_thread
 
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
@@ -31,6 +32,21 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 def request_hash(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
+
+
+_TURNS, _THREADS = table(Turn), table(Thread)
+_QUEUED_COUNT = (
+    select(func.count())
+    .select_from(_TURNS)
+    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status == "queued")
+)
+_NEXT_POSITION = (
+    update(_THREADS)
+    .where(_THREADS.c.id == bindparam("agent_id"))
+    .values(position=_THREADS.c.position + 1)
+    .returning(_THREADS.c.session_id, _THREADS.c.position)
+)
+_INSERT_TURN = insert(_TURNS)
 
 
 def enqueue_turn(
@@ -45,7 +61,6 @@ def enqueue_turn(
 
     Raises AgentNotFound, AgentQueueFull or IdempotencyKeyReused.
     """
-    thread = get_thread(session, agent_id)
     digest = request_hash(content)
     if idempotency_key is not None:
         earlier = session.exec(
@@ -61,33 +76,25 @@ def enqueue_turn(
             earlier.idempotency_key = None
             session.add(earlier)
             session.flush()
-    queued = session.exec(
-        select(func.count()).where(Turn.agent_id == agent_id, Turn.status == "queued")
-    ).one()
+    queued = session.connection().execute(_QUEUED_COUNT, {"agent_id": agent_id}).scalar_one()
     if queued >= max_queued:
         raise AgentQueueFull(
             f"agent {agent_id} already has {queued} queued turns: wait for some to finish"
         )
-    position = (
-        session.connection()
-        .execute(
-            update(Thread)
-            .where(col(Thread.id) == agent_id)
-            .values(position=Thread.position + 1)
-            .returning(col(Thread.position))
-        )
-        .scalar_one()
-    )
+    # Taking the next position also tells whether the agent exists, and its session.
+    taken = session.connection().execute(_NEXT_POSITION, {"agent_id": agent_id}).first()
+    if taken is None:
+        raise AgentNotFound(f"agent {agent_id!r} does not exist")
     turn = Turn(
         id=new_id("turn"),
         agent_id=agent_id,
-        session_id=thread.session_id,
+        session_id=taken.session_id,
         input=content,
-        position=position,
+        position=taken.position,
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
-    session.add(turn)
+    session.connection().execute(_INSERT_TURN, turn.model_dump())
     return turn, True
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from shared.errors import AlreadyExists, InstanceMissing, InvalidRequest
 from shared.models import Credential, ProviderInstance, new_id, utcnow
@@ -133,8 +133,12 @@ class InstanceRead:
 def load_instance_and_credential(
     session: Session, instance_id: str
 ) -> tuple[ProviderInstance, str | None] | None:
-    row = session.get(ProviderInstance, instance_id)
-    if row is None:
+    found = session.exec(
+        select(ProviderInstance, Credential.ciphertext)
+        .outerjoin(Credential, col(Credential.instance_id) == ProviderInstance.id)
+        .where(ProviderInstance.id == instance_id)
+    ).first()
+    if found is None:
         return None
-    cred = session.get(Credential, instance_id)
-    return row, cred.ciphertext if cred else None
+    instance, ciphertext = found
+    return instance, ciphertext

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,15 +27,17 @@ class RedisSink:
     Events queue in the order they are given; one flush at a time sends all
     that queued meanwhile as one pipeline, so the turns of a process share
     round trips under load and every channel sees the process's order.
-    ``publish`` returns once its events were sent (a writer then counts them
-    published); ``publish_nowait`` (ephemeral events) does not wait, and
-    drops events while ``max_backlog`` are still unsent (Redis is away).
+    ``publish`` returns once its events were sent; ``publish_nowait`` does not
+    wait, calls ``on_sent`` once they were (a writer then counts them
+    published), and drops events while ``max_backlog`` are still unsent
+    (Redis is away).
     """
 
     def __init__(self, redis: aioredis.Redis, max_backlog: int = 100_000) -> None:
         self._redis = redis
         self._max_backlog = max_backlog
         self._backlog: list[Envelope] = []
+        self._on_sent: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -46,10 +48,14 @@ class RedisSink:
         self._queue(events)
         await asyncio.shield(sent)
 
-    def publish_nowait(self, events: Sequence[Envelope]) -> None:
+    def publish_nowait(
+        self, events: Sequence[Envelope], on_sent: Callable[[], None] | None = None
+    ) -> None:
         if len(self._backlog) >= self._max_backlog:
             self.dropped += len(events)
             return
+        if on_sent is not None:
+            self._on_sent.append(on_sent)
         self._queue(events)
 
     def _queue(self, events: Sequence[Envelope]) -> None:
@@ -61,9 +67,12 @@ class RedisSink:
         try:
             while self._backlog or self._waiters:
                 batch, self._backlog = self._backlog, []
+                on_sent, self._on_sent = self._on_sent, []
                 waiters, self._waiters = self._waiters, []
                 try:
-                    await self._send(batch)
+                    if await self._send(batch):
+                        for callback in on_sent:
+                            callback()
                 finally:
                     for waiter in waiters:
                         if not waiter.done():
@@ -71,16 +80,18 @@ class RedisSink:
         finally:
             self._flush_task = None
 
-    async def _send(self, batch: list[Envelope]) -> None:
+    async def _send(self, batch: list[Envelope]) -> bool:
         if not batch:
-            return
+            return True
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for event in batch:
                     pipe.publish(session_channel(event.session_id), event.model_dump_json())
                 await pipe.execute()
+            return True
         except (RedisError, OSError) as exc:
             log.warning("%d events not published (streams will backfill): %s", len(batch), exc)
+            return False
 
     async def aclose(self) -> None:
         """Send what is queued."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from shared.events import Envelope
@@ -13,8 +13,11 @@ class EventSink(Protocol):
         """Deliver events to live subscribers; best effort (durable ones are in the DB)."""
         ...
 
-    def publish_nowait(self, events: Sequence[Envelope]) -> None:
-        """Hand events over for delivery after those handed over before; best effort."""
+    def publish_nowait(
+        self, events: Sequence[Envelope], on_sent: Callable[[], None] | None = None
+    ) -> None:
+        """Hand events over for delivery after those handed over before; best effort.
+        ``on_sent`` is called once they were delivered (never if they were not)."""
         ...
 
     async def aclose(self) -> None:
@@ -31,8 +34,12 @@ class MemorySink:
     async def publish(self, events: Sequence[Envelope]) -> None:
         self.events.extend(events)
 
-    def publish_nowait(self, events: Sequence[Envelope]) -> None:
+    def publish_nowait(
+        self, events: Sequence[Envelope], on_sent: Callable[[], None] | None = None
+    ) -> None:
         self.events.extend(events)
+        if on_sent is not None:
+            on_sent()
 
     async def aclose(self) -> None:
         return None

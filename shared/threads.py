@@ -186,9 +186,17 @@ class ThreadWriter:
     ) -> list[StoredEvent]:
         rows = await self.db.run(self._commit, turn_id, list(events), turn_changes, also, release)
         if rows:
-            await self.sink.publish([row.envelope() for row in rows])
-            self.published_seq = rows[-1].seq
+            # Not awaited: the publisher keeps the order. The events count as published
+            # (for the next fence) once Redis took them; until then a new holder would
+            # publish them again, and streams drop duplicates.
+            last = rows[-1].seq
+            self.sink.publish_nowait(
+                [row.envelope() for row in rows], on_sent=lambda: self._published(last)
+            )
         return rows
+
+    def _published(self, seq: int) -> None:
+        self.published_seq = max(self.published_seq, seq)
 
     def _commit(
         self,

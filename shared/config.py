@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     lease_renew_s: float = 10
     sweep_interval_s: float = 10
     max_attempts: int = 3
-    cancel_poll_s: float = 0.25
 
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr | None = None

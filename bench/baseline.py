@@ -2,7 +2,7 @@
 
 The task runs like Bobbin's kick: Celery's ``threads`` pool with the same
 concurrency, late acks and prefetch 1, each task handing its coroutine to one
-asyncio loop on a dedicated thread, an ``AsyncAnthropic`` client on one
+asyncio loop (uvloop, as in Bobbin) on a dedicated thread, an ``AsyncAnthropic`` client on one
 per-process ``httpx2`` pool sized like Bobbin's. It streams the same request
 Bobbin sends on a first turn (system prompt, the built-in tools' schemas, the
 user's text), reads the stream to its end, then publishes one Redis message
@@ -30,6 +30,7 @@ from typing import Any
 import anthropic
 import httpx2
 import redis.asyncio as aioredis
+import uvloop
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown
 
@@ -88,7 +89,7 @@ class _Runtime:
     """One event loop on a dedicated thread, its SDK client and Redis client."""
 
     def __init__(self, fake_url: str, concurrency: int, redis_url: str, channel: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()  # the loop a Bobbin worker runs
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._fake_url, self._concurrency = fake_url, concurrency
         self._redis_url, self.channel = redis_url, channel

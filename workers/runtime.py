@@ -2,7 +2,8 @@
 
 Celery's ``threads`` pool hands each kick's coroutine to this loop and waits
 for its outcome, so one process carries many turns while they wait on
-models. Resources are opened on the loop once (``worker_init``) and closed
+models. The loop is uvloop's: a turn's work is mostly callbacks and socket
+I/O on it. Resources are opened on the loop once (``worker_init``) and closed
 on ``worker_shutdown``.
 """
 
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import uvloop
 from celery import Celery
 from redis.exceptions import RedisError
 
@@ -41,7 +43,7 @@ class WorkerRuntime:
         self.kicks = KickSender(app)  # the sweeper's and the hand-back's re-kicks
         self.concurrency = concurrency
         self.state = WorkerState(worker_id=f"{socket.gethostname()}:{os.getpid()}")
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="bobbin-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []
         self.resources: Resources | None = None

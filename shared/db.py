@@ -125,6 +125,12 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self.read_sync, fn, *args))
 
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the executor: several transactions (``run_sync``,
+        ``read_sync``) for one hop from the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args))
+
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         if self._writers is None:
             return self._transaction(self.engine, fn, *args)

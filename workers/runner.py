@@ -2,7 +2,9 @@
 
 A kick names the agent, not the turn. A kick that finds the lease held does
 nothing: the holder re-checks for open turns in a read that starts after its
-release committed, so no turn is stranded between two kicks.
+release committed, so no turn is stranded between two kicks, and runs the
+turn it finds in the same kick (docs/decisions.md: a kick through the queue
+costs more than the turn).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from sqlmodel import Session
 from shared.agents.agent import Agent, CancelReason, TurnOutcome
 from shared.agents.factory import rehydrate_agent
 from shared.agents.thread_store import EventCache, ThreadState, load_thread_state
+from shared.db import Database
 from shared.errors import BobbinError, LeaseLost, WorkerLost
 from shared.events import NewEvent, StoredEvent
-from shared.leases import Lease, acquire_lease, renew_lease
+from shared.leases import Lease, acquire_lease, release_lease, renew_lease
 from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
@@ -80,7 +83,7 @@ async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) ->
     db, settings = resources.db, resources.settings
     while not state.stopping:
         known = state.events.take(agent_id)
-        claim = await db.run(_claim, agent_id, state.worker_id, settings.lease_s, known)
+        claim = await db.offload(_claim, db, agent_id, state.worker_id, settings.lease_s, known)
         if claim is None:
             state.events.keep(agent_id, known)
             return  # the holder re-checks after its release
@@ -106,22 +109,34 @@ class _Claim:
 
 
 def _claim(
-    session: Session, agent_id: str, holder: str, lease_s: float, known: list[StoredEvent]
+    db: Database, agent_id: str, holder: str, lease_s: float, known: list[StoredEvent]
 ) -> _Claim | None:
-    """Take the lease and load the head turn and the thread, in one transaction.
+    """Take the lease, then read the head turn and the thread (on the database's thread).
 
-    ``known`` is the thread as this worker last saw it; it is used only when
-    it is a prefix of the committed thread.
+    The lease commits in a write transaction of its own and the reads follow in
+    a read transaction: on SQLite every worker's writers queue for one lock,
+    and once the lease is held nothing else appends to the thread. ``known`` is
+    the thread as this worker last saw it; it is used only when it is a prefix
+    of the committed thread.
     """
-    lease = acquire_lease(session, agent_id, holder, lease_s)
+    lease = db.run_sync(acquire_lease, agent_id, holder, lease_s)
     if lease is None:
         return None
-    turn = head_open_turn(session, agent_id)
+    try:
+        return db.read_sync(_read_head, lease, known)
+    except BaseException:
+        with contextlib.suppress(Exception):  # else it expires and the sweeper re-kicks
+            db.run_sync(release_lease, lease)
+        raise
+
+
+def _read_head(session: Session, lease: Lease, known: list[StoredEvent]) -> _Claim:
+    turn = head_open_turn(session, lease.thread_id)
     if turn is None or turn.status == "awaiting_approval":
         return _Claim(lease, None, None)
     if known and known[-1].seq > lease.seq:
         known = []
-    return _Claim(lease, turn, load_thread_state(session, agent_id, known, turn))
+    return _Claim(lease, turn, load_thread_state(session, lease.thread_id, known, turn))
 
 
 async def _run_head(

@@ -119,14 +119,17 @@ def cancel_requested(session: Session, turn_id: str) -> bool:
     return bool(turn and turn.cancel_requested)
 
 
+_HEAD_OPEN_TURN = (  # built once: every claim runs it
+    select(Turn)
+    .where(col(Turn.agent_id) == bindparam("agent_id"), col(Turn.status).in_(OPEN_STATUSES))
+    .order_by(col(Turn.position))
+    .limit(1)
+)
+
+
 def head_open_turn(session: Session, agent_id: str) -> Turn | None:
     """The agent's lowest-position open turn: the only one that may run."""
-    return session.exec(
-        select(Turn)
-        .where(Turn.agent_id == agent_id, col(Turn.status).in_(OPEN_STATUSES))
-        .order_by(col(Turn.position))
-        .limit(1)
-    ).first()
+    return session.exec(_HEAD_OPEN_TURN, params={"agent_id": agent_id}).first()
 
 
 def load_decisions(session: Session, turn_id: str) -> dict[str, str | None]:

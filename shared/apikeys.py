@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from shared.crypto import hash_api_key, new_api_key
@@ -62,10 +62,13 @@ def revoke_key(session: Session, key_id: str) -> ApiKey:
     return row
 
 
+_KEY_BY_HASH = select(ApiKey).where(col(ApiKey.key_hash) == bindparam("digest"))  # every request
+
+
 def verify_key(session: Session, plaintext: str) -> ApiKey | None:
     """The active key ``plaintext`` is, or None (unknown or revoked)."""
     digest = hash_api_key(plaintext)
-    row = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+    row = session.exec(_KEY_BY_HASH, params={"digest": digest}).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
         return None
     return row

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from shared.errors import AlreadyExists, InstanceMissing, InvalidRequest
@@ -130,14 +131,17 @@ class InstanceRead:
     found: tuple[ProviderInstance, str | None] | None
 
 
+_INSTANCE_AND_CREDENTIAL = (  # built once: every claim runs it
+    select(ProviderInstance, Credential.ciphertext)
+    .outerjoin(Credential, col(Credential.instance_id) == ProviderInstance.id)
+    .where(col(ProviderInstance.id) == bindparam("instance_id"))
+)
+
+
 def load_instance_and_credential(
     session: Session, instance_id: str
 ) -> tuple[ProviderInstance, str | None] | None:
-    found = session.exec(
-        select(ProviderInstance, Credential.ciphertext)
-        .outerjoin(Credential, col(Credential.instance_id) == ProviderInstance.id)
-        .where(ProviderInstance.id == instance_id)
-    ).first()
+    found = session.exec(_INSTANCE_AND_CREDENTIAL, params={"instance_id": instance_id}).first()
     if found is None:
         return None
     instance, ciphertext = found

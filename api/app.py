@@ -32,6 +32,10 @@ from shared.resources import Resources, open_resources
 
 ResourcesFactory = Callable[[Settings], Awaitable[Resources]]
 KEEPALIVE_S = 15.0
+# uvicorn's HTTP implementation. Not httptools: uvicorn's httptools protocol answers an
+# HTTP/1.0 request (curl -0, nginx's default upstream version) with chunked framing,
+# which such a client cannot read; h11 ends a 1.0 stream by closing the connection.
+HTTP_IMPLEMENTATION = "h11"
 STATIC_DIR = Path(__file__).resolve().parent / "static"  # the web console
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "No valid API key"},

@@ -29,6 +29,7 @@ import psycopg
 import redis
 from pydantic import SecretStr
 
+from api.app import HTTP_IMPLEMENTATION
 from shared.apikeys import create_key
 from shared.config import Settings
 from shared.resources import open_database
@@ -336,6 +337,8 @@ class Bench:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--http",
+            HTTP_IMPLEMENTATION,
         ]
         proc = self.start("api", argv, env)
         base_url = f"http://127.0.0.1:{port}"

@@ -64,7 +64,7 @@ def run_api(
 
     Fails when the app's startup fails (uvicorn has logged why).
     """
-    from api.app import create_app
+    from api.app import HTTP_IMPLEMENTATION, create_app
 
     app = create_app(settings, auth=auth, loopback=loopback)
     config = uvicorn.Config(
@@ -73,6 +73,7 @@ def run_api(
         access_log=log_level == "info",
         timeout_graceful_shutdown=5,
         lifespan="on",
+        http=HTTP_IMPLEMENTATION,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

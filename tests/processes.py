@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from api.app import HTTP_IMPLEMENTATION
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,8 @@ class ApiProcess:
                 str(self.port),
                 "--log-level",
                 "warning",
+                "--http",
+                HTTP_IMPLEMENTATION,
             ],
             cwd=ROOT,
             env=env_for(settings, **env),

@@ -2,8 +2,9 @@
 
 The task runs like Bobbin's kick: Celery's ``threads`` pool with the same
 concurrency, late acks and prefetch 1, each task handing its coroutine to one
-asyncio loop (uvloop, as in Bobbin) on a dedicated thread, an ``AsyncAnthropic`` client on one
-per-process ``httpx2`` pool sized like Bobbin's. It streams the same request
+asyncio loop (uvloop, as in Bobbin) on a dedicated thread, an
+``AsyncAnthropic`` client on one per-process ``httpx2`` pool sized like
+Bobbin's. It streams the same request
 Bobbin sends on a first turn (system prompt, the built-in tools' schemas, the
 user's text), reads the stream to its end, then publishes one Redis message
 so that the driver can stop its clock: no database, no events, no agent.

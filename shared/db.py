@@ -117,13 +117,11 @@ class Database:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(session, *args)`` as one write transaction on the executor."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(self.run_sync, fn, *args))
+        return await self.offload(self.run_sync, fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Like ``run`` for a transaction that only reads (no write lock on SQLite)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(self.read_sync, fn, *args))
+        return await self.offload(self.read_sync, fn, *args)
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the executor: several transactions (``run_sync``,

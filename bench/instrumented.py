@@ -12,7 +12,9 @@ statement the DB-API cursor executes (by verb and table: ``SELECT thread``,
 the registry builds. A daemon thread writes a JSON snapshot to
 ``$BENCH_COUNTS_FILE`` every 0.1 s, so the driver can take the difference
 over a measured window. Nothing in Bobbin changes: the listeners hang on
-SQLAlchemy's ``Engine`` class and the registry's ``_build`` is wrapped.
+SQLAlchemy's ``Engine`` class, and ``shared.sql.Prepared`` (statements run on
+the DB-API cursor, past those listeners) and the registry's ``_build`` are
+wrapped.
 """
 
 from __future__ import annotations
@@ -61,14 +63,35 @@ def _install(counts: Counter[str], lock: threading.Lock) -> None:
     from sqlalchemy.engine import Engine
 
     from shared.providers.registry import ProviderRegistry
+    from shared.sql import Prepared
 
-    @event.listens_for(Engine, "before_cursor_execute")
-    def _statement(_conn: Any, _cursor: Any, statement: str, _p: Any, _c: Any, many: bool) -> None:
+    def count(statement: str, many: bool) -> None:
         with lock:
             counts["statements"] += 1
             counts[f"sql {statement_kind(statement)}"] += 1
             if many:
                 counts["executemany"] += 1
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _statement(_conn: Any, _cursor: Any, statement: str, _p: Any, _c: Any, many: bool) -> None:
+        count(statement, many)
+
+    execute, execute_many = Prepared.execute, Prepared.execute_many
+    texts: dict[int, str] = {}  # compiling a statement to text costs more than running it
+
+    def text(prepared: Prepared) -> str:
+        return texts.get(id(prepared)) or texts.setdefault(id(prepared), str(prepared.statement))
+
+    def counted_execute(self: Prepared, session: Any, params: Any) -> Any:
+        count(text(self), False)
+        return execute(self, session, params)
+
+    def counted_execute_many(self: Prepared, session: Any, rows: Any) -> None:
+        count(text(self), True)
+        execute_many(self, session, rows)
+
+    Prepared.execute = counted_execute  # type: ignore[method-assign]
+    Prepared.execute_many = counted_execute_many  # type: ignore[method-assign]
 
     @event.listens_for(Engine, "commit")
     def _commit(_conn: Any) -> None:

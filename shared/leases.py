@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from shared.errors import LeaseLost
 from shared.models import Thread, table
+from shared.sql import Prepared
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Lease:
 # Built once: every turn runs each of these, and building costs more than running.
 _THREADS = table(Thread)
 _HELD = (_THREADS.c.id == bindparam("thread_id")) & (_THREADS.c.lease_token == bindparam("token"))
-_ACQUIRE = (
+_ACQUIRE = Prepared(
     update(_THREADS)
     .where(
         _THREADS.c.id == bindparam("thread_id"),
@@ -46,14 +47,15 @@ _ACQUIRE = (
         _THREADS.c.lease_token, _THREADS.c.session_id, _THREADS.c.seq, _THREADS.c.published_seq
     )
 )
-_RENEW = (
+_RENEW = Prepared(
     update(_THREADS)
     .where(_HELD, _THREADS.c.lease_holder.is_not(None))
     .values(lease_expires_at=bindparam("expires_at"))
 )
-_RELEASE = update(_THREADS).where(_HELD).values(lease_holder=None, lease_expires_at=0.0)
-_RELEASE_PUBLISHED = _RELEASE.values(published_seq=bindparam("published_seq"))
-_FENCE = (
+_RELEASING = update(_THREADS).where(_HELD).values(lease_holder=None, lease_expires_at=0.0)
+_RELEASE = Prepared(_RELEASING)
+_RELEASE_PUBLISHED = Prepared(_RELEASING.values(published_seq=bindparam("published_seq")))
+_FENCE = Prepared(
     update(_THREADS)
     .where(_HELD, _THREADS.c.lease_holder.is_not(None))
     .values(seq=_THREADS.c.seq + bindparam("count"), published_seq=bindparam("published_seq"))
@@ -64,26 +66,22 @@ _FENCE = (
 def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float) -> Lease | None:
     """Take the lease if it is free or expired; None when someone else holds it."""
     now = time.time()
-    row = (
-        session.connection()
-        .execute(
-            _ACQUIRE,
-            {"thread_id": thread_id, "now": now, "holder": holder, "expires_at": now + lease_s},
-        )
-        .first()
-    )
+    row = _ACQUIRE.execute(
+        session, {"thread_id": thread_id, "now": now, "holder": holder, "expires_at": now + lease_s}
+    ).first()
     if row is None:
         return None
-    return Lease(thread_id, row.session_id, row.lease_token, holder, row.seq, row.published_seq)
+    token, session_id, seq, published_seq = row
+    return Lease(thread_id, session_id, token, holder, seq, published_seq)
 
 
 def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
     """Extend the lease; raises LeaseLost when the token moved on or it was released."""
-    result = session.connection().execute(
-        _RENEW,
+    changed = _RENEW.run(
+        session,
         {"thread_id": lease.thread_id, "token": lease.token, "expires_at": time.time() + lease_s},
     )
-    if result.rowcount != 1:
+    if changed != 1:
         raise LeaseLost(f"the lease on {lease.thread_id} was taken over")
 
 
@@ -91,26 +89,22 @@ def release_lease(session: Session, lease: Lease, published_seq: int | None = No
     """Give the lease up (a no-op when it was already lost)."""
     held = {"thread_id": lease.thread_id, "token": lease.token}
     if published_seq is None:
-        session.connection().execute(_RELEASE, held)
+        _RELEASE.run(session, held)
     else:
-        session.connection().execute(_RELEASE_PUBLISHED, {**held, "published_seq": published_seq})
+        _RELEASE_PUBLISHED.run(session, {**held, "published_seq": published_seq})
 
 
 def fence_seqs(session: Session, lease: Lease, count: int, published_seq: int) -> int:
     """Allocate ``count`` seqs under the lease; returns the last. Raises LeaseLost."""
-    row = (
-        session.connection()
-        .execute(
-            _FENCE,
-            {
-                "thread_id": lease.thread_id,
-                "token": lease.token,
-                "count": count,
-                "published_seq": published_seq,
-            },
-        )
-        .first()
-    )
+    row = _FENCE.execute(
+        session,
+        {
+            "thread_id": lease.thread_id,
+            "token": lease.token,
+            "count": count,
+            "published_seq": published_seq,
+        },
+    ).first()
     if row is None:
         raise LeaseLost(f"the lease on {lease.thread_id} was lost; the write was refused")
-    return int(row.seq)
+    return int(row[0])

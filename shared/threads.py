@@ -20,30 +20,31 @@ from shared.events import Envelope, NewEvent, StoredEvent
 from shared.leases import Lease, fence_seqs, release_lease
 from shared.models import ChatSession, Thread, ThreadEvent, Turn, table, utcnow
 from shared.sink import EventSink
+from shared.sql import Prepared
 
 T = TypeVar("T")
 OPEN_STATUSES = ("queued", "running", "awaiting_approval")
 
-# Built once: these run several times per turn, and building a statement costs
-# more than executing it on SQLite.
+# Compiled once (shared.sql): these run several times per turn, and SQLAlchemy's
+# execution path costs more than executing them on SQLite.
 _EVENTS = table(ThreadEvent)
 _EVENT_FIELDS = tuple(f.name for f in fields(StoredEvent))
 _EVENT_COLUMNS = tuple(_EVENTS.c[name] for name in _EVENT_FIELDS)
-_INSERT_EVENT = insert(_EVENTS)
-_THREAD_EVENTS_AFTER = (
+_INSERT_EVENT = Prepared(insert(_EVENTS).values({name: bindparam(name) for name in _EVENT_FIELDS}))
+_THREAD_EVENTS_AFTER = Prepared(
     select(*_EVENT_COLUMNS)
     .where(_EVENTS.c.thread_id == bindparam("key"), _EVENTS.c.seq > bindparam("after"))
     .order_by(_EVENTS.c.seq)
     .limit(bindparam("limit"))
 )
-_SESSION_EVENTS_AFTER = (
+_SESSION_EVENTS_AFTER = Prepared(
     select(*_EVENT_COLUMNS)
     .where(_EVENTS.c.session_id == bindparam("key"), _EVENTS.c.session_seq > bindparam("after"))
     .order_by(_EVENTS.c.session_seq)
     .limit(bindparam("limit"))
 )
 _TURNS = table(Turn)
-_HEAD_STATUS = (
+_HEAD_STATUS = Prepared(
     select(_TURNS.c.status)
     .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(OPEN_STATUSES))
     .order_by(_TURNS.c.position)
@@ -52,8 +53,10 @@ _HEAD_STATUS = (
 _UPDATE_OPEN_TURN = update(_TURNS).where(
     _TURNS.c.id == bindparam("turn_key"), _TURNS.c.status.in_(OPEN_STATUSES)
 )
+# One statement per set of changed columns (a handful: start, end, suspend...).
+_UPDATE_OPEN_TURN_SETTING: dict[frozenset[str], Prepared] = {}
 _SESSIONS = table(ChatSession)
-_ALLOCATE_SESSION_SEQS = (
+_ALLOCATE_SESSION_SEQS = Prepared(
     update(_SESSIONS)
     .where(_SESSIONS.c.id == bindparam("session_id"))
     .values(session_seq=_SESSIONS.c.session_seq + bindparam("count"))
@@ -73,11 +76,9 @@ def append_events(
     last_seq = fence_seqs(session, lease, count, published_seq)
     if not count:
         return []
-    last_session_seq = (
-        session.connection()
-        .execute(_ALLOCATE_SESSION_SEQS, {"session_id": lease.session_id, "count": count})
-        .scalar_one()
-    )
+    last_session_seq = _ALLOCATE_SESSION_SEQS.execute(
+        session, {"session_id": lease.session_id, "count": count}
+    ).scalar()
     now = utcnow()
     stored = [
         StoredEvent(
@@ -92,9 +93,8 @@ def append_events(
         )
         for i, event in enumerate(events)
     ]
-    # One multi-row INSERT: the ORM would insert row by row on SQLite.
-    session.connection().execute(
-        _INSERT_EVENT, [{name: getattr(e, name) for name in _EVENT_FIELDS} for e in stored]
+    _INSERT_EVENT.execute_many(
+        session, [{name: getattr(e, name) for name in _EVENT_FIELDS} for e in stored]
     )
     return stored
 
@@ -105,33 +105,39 @@ def update_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None
     The API cancels a queued turn on its row without the lease, so a worker
     starting that same turn must find out here and roll its start back.
     """
-    # The changes become the SET clause: the statement is compiled once per set of columns.
-    result = session.connection().execute(_UPDATE_OPEN_TURN, {"turn_key": turn_id, **changes})
-    if result.rowcount != 1:
+    params = {f"new_{column}": value for column, value in changes.items()}
+    if _update_open_turn(frozenset(changes)).run(session, {"turn_key": turn_id, **params}) != 1:
         raise TurnNotOpen(f"turn {turn_id} has already ended")
+
+
+def _update_open_turn(columns: frozenset[str]) -> Prepared:
+    prepared = _UPDATE_OPEN_TURN_SETTING.get(columns)
+    if prepared is None:
+        values = {c: bindparam(f"new_{c}", type_=_TURNS.c[c].type) for c in sorted(columns)}
+        prepared = Prepared(_UPDATE_OPEN_TURN.values(values))
+        _UPDATE_OPEN_TURN_SETTING[columns] = prepared
+    return prepared
 
 
 def events_after(session: Session, thread_id: str, after: int, limit: int) -> list[StoredEvent]:
     """The thread's events with ``seq > after``, in order."""
-    rows = session.connection().execute(
-        _THREAD_EVENTS_AFTER, {"key": thread_id, "after": after, "limit": limit}
-    )
-    return [StoredEvent(*row) for row in rows]
+    rows = _THREAD_EVENTS_AFTER.execute(session, {"key": thread_id, "after": after, "limit": limit})
+    return [StoredEvent(*row) for row in rows.all()]
 
 
 def session_events_after(
     session: Session, session_id: str, after: int, limit: int
 ) -> list[StoredEvent]:
     """The session's events with ``session_seq > after``, in order."""
-    rows = session.connection().execute(
-        _SESSION_EVENTS_AFTER, {"key": session_id, "after": after, "limit": limit}
+    rows = _SESSION_EVENTS_AFTER.execute(
+        session, {"key": session_id, "after": after, "limit": limit}
     )
-    return [StoredEvent(*row) for row in rows]
+    return [StoredEvent(*row) for row in rows.all()]
 
 
 def has_runnable_turn(session: Session, agent_id: str) -> bool:
     """True when the agent's head turn is queued (an awaiting head blocks the agent)."""
-    status = session.connection().execute(_HEAD_STATUS, {"agent_id": agent_id}).scalar()
+    status = _HEAD_STATUS.execute(session, {"agent_id": agent_id}).scalar()
     return status == "queued"
 
 

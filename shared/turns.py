@@ -24,6 +24,7 @@ from shared.errors import (
     TurnNotFound,
 )
 from shared.models import Approval, SessionGrant, Thread, Turn, new_id, table, utcnow
+from shared.sql import Prepared
 from shared.threads import OPEN_STATUSES, get_thread
 
 FINISHED_STATUSES = ("completed", "failed", "cancelled")
@@ -35,18 +36,18 @@ def request_hash(content: str) -> str:
 
 
 _TURNS, _THREADS = table(Turn), table(Thread)
-_QUEUED_COUNT = (
+_QUEUED_COUNT = Prepared(
     select(func.count())
     .select_from(_TURNS)
     .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status == "queued")
 )
-_NEXT_POSITION = (
+_NEXT_POSITION = Prepared(
     update(_THREADS)
     .where(_THREADS.c.id == bindparam("agent_id"))
     .values(position=_THREADS.c.position + 1)
     .returning(_THREADS.c.session_id, _THREADS.c.position)
 )
-_INSERT_TURN = insert(_TURNS)
+_INSERT_TURN = Prepared(insert(_TURNS).values({c.name: bindparam(c.name) for c in _TURNS.c}))
 
 
 def enqueue_turn(
@@ -76,25 +77,26 @@ def enqueue_turn(
             earlier.idempotency_key = None
             session.add(earlier)
             session.flush()
-    queued = session.connection().execute(_QUEUED_COUNT, {"agent_id": agent_id}).scalar_one()
+    queued = _QUEUED_COUNT.execute(session, {"agent_id": agent_id}).scalar()
     if queued >= max_queued:
         raise AgentQueueFull(
             f"agent {agent_id} already has {queued} queued turns: wait for some to finish"
         )
     # Taking the next position also tells whether the agent exists, and its session.
-    taken = session.connection().execute(_NEXT_POSITION, {"agent_id": agent_id}).first()
+    taken = _NEXT_POSITION.execute(session, {"agent_id": agent_id}).first()
     if taken is None:
         raise AgentNotFound(f"agent {agent_id!r} does not exist")
+    session_id, position = taken
     turn = Turn(
         id=new_id("turn"),
         agent_id=agent_id,
-        session_id=taken.session_id,
+        session_id=session_id,
         input=content,
-        position=taken.position,
+        position=position,
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
-    session.connection().execute(_INSERT_TURN, turn.model_dump())
+    _INSERT_TURN.run(session, turn.model_dump())
     return turn, True
 
 
@@ -119,17 +121,18 @@ def cancel_requested(session: Session, turn_id: str) -> bool:
     return bool(turn and turn.cancel_requested)
 
 
-_HEAD_OPEN_TURN = (  # built once: every claim runs it
-    select(Turn)
-    .where(col(Turn.agent_id) == bindparam("agent_id"), col(Turn.status).in_(OPEN_STATUSES))
-    .order_by(col(Turn.position))
+_HEAD_OPEN_TURN = Prepared(  # every claim runs it
+    select(*_TURNS.c)
+    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(OPEN_STATUSES))
+    .order_by(_TURNS.c.position)
     .limit(1)
 )
 
 
 def head_open_turn(session: Session, agent_id: str) -> Turn | None:
     """The agent's lowest-position open turn: the only one that may run."""
-    return session.exec(_HEAD_OPEN_TURN, params={"agent_id": agent_id}).first()
+    row = _HEAD_OPEN_TURN.execute(session, {"agent_id": agent_id}).first_mapping()
+    return None if row is None else Turn(**row)
 
 
 def load_decisions(session: Session, turn_id: str) -> dict[str, str | None]:

@@ -25,13 +25,14 @@ from shared.errors import AgentNotFound
 from shared.events import Envelope, NewEvent, StoredEvent
 from shared.models import Approval, ChatSession, Project, SessionGrant, Thread, Turn, table
 from shared.providers.instances import InstanceRead, load_instance_and_credential
+from shared.sql import Prepared
 from shared.threads import ThreadWriter, events_after, update_turn
 from shared.turns import add_approval_requests, load_decisions, lock_turn, pending_count
 
 MAX_EVENTS = 10_000_000
 
 _THREADS, _SESSIONS, _PROJECTS = table(Thread), table(ChatSession), table(Project)
-_AGENT_CONTEXT = (
+_AGENT_CONTEXT = Prepared(
     select(
         _THREADS.c.session_id,
         _THREADS.c.meta,
@@ -45,7 +46,9 @@ _AGENT_CONTEXT = (
     .where(_THREADS.c.id == bindparam("agent_id"))
 )
 _GRANTS = table(SessionGrant)
-_SESSION_GRANTS = select(_GRANTS.c.tool).where(_GRANTS.c.session_id == bindparam("session_id"))
+_SESSION_GRANTS = Prepared(
+    select(_GRANTS.c.tool).where(_GRANTS.c.session_id == bindparam("session_id"))
+)
 
 
 @dataclass
@@ -76,12 +79,12 @@ def load_thread_state(
     events after its last seq is the whole thread. The provider instance the
     turn will use is read here too, so making the provider costs no transaction.
     """
-    row = session.connection().execute(_AGENT_CONTEXT, {"agent_id": thread_id}).first()
+    row = _AGENT_CONTEXT.execute(session, {"agent_id": thread_id}).first()
     if row is None:
         raise AgentNotFound(f"agent {thread_id!r} does not exist")
     session_id, meta, session_conf, project_id, project_conf, working_directory = row
     after = known[-1].seq if known else 0
-    grants = session.connection().execute(_SESSION_GRANTS, {"session_id": session_id})
+    grants = _SESSION_GRANTS.execute(session, {"session_id": session_id}).scalars()
     state = ThreadState(
         thread_id=thread_id,
         session_id=session_id,
@@ -90,7 +93,7 @@ def load_thread_state(
         meta=meta,
         configuration=for_agent(project_conf, session_conf, meta),
         events=[*known, *events_after(session, thread_id, after, MAX_EVENTS)],
-        grants=set(grants.scalars()),
+        grants=set(grants),
     )
     instance_id, _ = state.provider_target(turn)
     if instance_id:

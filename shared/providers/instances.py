@@ -11,11 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import bindparam
-from sqlmodel import Session, col, select
+from sqlalchemy import select as core_select
+from sqlmodel import Session, select
 
 from shared.errors import AlreadyExists, InstanceMissing, InvalidRequest
-from shared.models import Credential, ProviderInstance, new_id, utcnow
+from shared.models import Credential, ProviderInstance, new_id, table, utcnow
 from shared.providers.catalog import load_catalog
+from shared.sql import Prepared
 
 
 class InstanceView(BaseModel):
@@ -131,18 +133,19 @@ class InstanceRead:
     found: tuple[ProviderInstance, str | None] | None
 
 
-_INSTANCE_AND_CREDENTIAL = (  # built once: every claim runs it
-    select(ProviderInstance, Credential.ciphertext)
-    .outerjoin(Credential, col(Credential.instance_id) == ProviderInstance.id)
-    .where(col(ProviderInstance.id) == bindparam("instance_id"))
+_INSTANCES, _CREDENTIALS = table(ProviderInstance), table(Credential)
+_INSTANCE_AND_CREDENTIAL = Prepared(  # every claim runs it
+    core_select(*_INSTANCES.c, _CREDENTIALS.c.ciphertext)
+    .outerjoin(_CREDENTIALS, _CREDENTIALS.c.instance_id == _INSTANCES.c.id)
+    .where(_INSTANCES.c.id == bindparam("instance_id"))
 )
 
 
 def load_instance_and_credential(
     session: Session, instance_id: str
 ) -> tuple[ProviderInstance, str | None] | None:
-    found = session.exec(_INSTANCE_AND_CREDENTIAL, params={"instance_id": instance_id}).first()
-    if found is None:
+    row = _INSTANCE_AND_CREDENTIAL.execute(session, {"instance_id": instance_id}).first_mapping()
+    if row is None:
         return None
-    instance, ciphertext = found
-    return instance, ciphertext
+    ciphertext = row.pop("ciphertext")
+    return ProviderInstance(**row), ciphertext

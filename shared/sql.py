@@ -12,7 +12,6 @@ the session's transaction.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -97,46 +96,44 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._by_dialect: dict[str, _Compiled] = {}
-        self._lock = threading.Lock()
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._by_dialect.get(dialect.name)
-        if compiled is None:
-            with self._lock:
-                compiled = _compile(self.statement, dialect)
-                self._by_dialect[dialect.name] = compiled
+        if compiled is None:  # two threads may both compile it: the same result
+            compiled = _compile(self.statement, dialect)
+            self._by_dialect[dialect.name] = compiled
         return compiled
 
     def execute(self, session: Session, params: Mapping[str, Any]) -> Result:
         """Run it and return its rows."""
-        connection = session.connection()
-        compiled = self._for(connection.dialect)
-        parameters = compiled.parameters(params)
-        cursor = None
-        try:
-            cursor = connection.connection.cursor()
-            cursor.execute(compiled.sql, parameters)
-        except Exception as exc:
-            _raise_as_sqlalchemy(connection, exc, compiled.sql, parameters, cursor)
-        return Result(cursor, compiled)
+        return self._on_cursor(session, params, many=False)
 
     def run(self, session: Session, params: Mapping[str, Any]) -> int:
         """Run a statement that returns no rows; returns how many rows it changed."""
         return self.execute(session, params).rowcount
 
     def execute_many(self, session: Session, rows: Iterable[Mapping[str, Any]]) -> None:
+        self._on_cursor(session, rows, many=True).close()
+
+    def _on_cursor(self, session: Session, params: Any, *, many: bool) -> Result:
         connection = session.connection()
         compiled = self._for(connection.dialect)
-        parameters = [compiled.parameters(row) for row in rows]
+        if many:
+            parameters = [compiled.parameters(row) for row in params]
+        else:
+            parameters = compiled.parameters(params)
         cursor = None
         try:
             cursor = connection.connection.cursor()
-            cursor.executemany(compiled.sql, parameters)
+            if many:
+                cursor.executemany(compiled.sql, parameters)
+            else:
+                cursor.execute(compiled.sql, parameters)
         except Exception as exc:
-            _raise_as_sqlalchemy(connection, exc, compiled.sql, parameters, cursor)
-        finally:
             if cursor is not None:
                 cursor.close()
+            _raise_as_sqlalchemy(connection, exc, compiled.sql, parameters, cursor)
+        return Result(cursor, compiled)
 
 
 def _raise_as_sqlalchemy(
@@ -157,13 +154,16 @@ class Result:
     @property
     def rowcount(self) -> int:
         count = int(self._cursor.rowcount)
-        self._cursor.close()
+        self.close()
         return count
+
+    def close(self) -> None:
+        self._cursor.close()
 
     def first(self) -> tuple[Any, ...] | None:
         raw = self._cursor.fetchone()
         rows = [] if raw is None else self._compiled.rows(self._cursor, [raw])
-        self._cursor.close()
+        self.close()
         return rows[0] if rows else None
 
     def first_mapping(self) -> dict[str, Any] | None:
@@ -177,7 +177,7 @@ class Result:
 
     def all(self) -> list[tuple[Any, ...]]:
         rows = self._compiled.rows(self._cursor, self._cursor.fetchall())
-        self._cursor.close()
+        self.close()
         return rows
 
     def scalars(self) -> list[Any]:

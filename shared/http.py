@@ -3,7 +3,7 @@
 httpcore scans every connection of a pool when it assigns a request and when
 a response closes (``has_expired`` polls each socket), so one pool's cost per
 request grows with its connections: with 400 turns in flight, one pool of 400
-took a fifth of a worker's CPU. The process holds ceil(concurrency / 25)
+took a fifth of a worker's CPU. The process holds ceil(concurrency / 5)
 pools instead and hands them out in turn; connections are still reused across
 turns, and each pool keeps at most its share of the concurrency alive.
 """
@@ -15,7 +15,7 @@ import math
 
 import httpx2
 
-CONNECTIONS_PER_POOL = 25
+CONNECTIONS_PER_POOL = 5
 TIMEOUT = httpx2.Timeout(60.0, connect=10.0)
 
 

@@ -78,11 +78,23 @@ async def enqueue_many(
 class Finished:
     last_finished_at: float  # time.time() of the last turn's finished_at
     statuses: dict[str, int]
+    # worker_id -> (turns it finished, time.time() of its last finished_at)
+    by_worker: dict[str, tuple[int, float]]
 
 
-def _turn_states(session: Session, turn_ids: list[str]) -> list[tuple[str, datetime | None]]:
-    rows = session.exec(select(Turn.status, Turn.finished_at).where(col(Turn.id).in_(turn_ids)))
-    return [(status, finished) for status, finished in rows]
+def _turn_states(
+    session: Session, turn_ids: list[str]
+) -> list[tuple[str, datetime | None, str | None]]:
+    rows = session.exec(
+        select(Turn.status, Turn.finished_at, Turn.worker_id).where(col(Turn.id).in_(turn_ids))
+    )
+    return [(status, finished, worker) for status, finished, worker in rows]
+
+
+def _epoch(at: datetime) -> float:
+    if at.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp()
 
 
 async def wait_finished(
@@ -96,15 +108,17 @@ async def wait_finished(
     deadline = time.monotonic() + timeout_s
     while True:
         states = await res.db.read(_turn_states, turn_ids)
-        open_ = [s for s, _ in states if s in ("queued", "running")]
+        open_ = [s for s, _, _ in states if s in ("queued", "running")]
         if not open_ and len(states) == len(turn_ids):
             statuses: dict[str, int] = {}
-            for status, _ in states:
+            by_worker: dict[str, tuple[int, float]] = {}
+            for status, finished, worker in states:
                 statuses[status] = statuses.get(status, 0) + 1
-            last = max(f for _, f in states if f is not None)
-            if last.tzinfo is None:  # SQLite hands back naive UTC datetimes
-                last = last.replace(tzinfo=UTC)
-            return Finished(last.timestamp(), statuses)
+                if finished is not None:
+                    count, last_at = by_worker.get(worker or "", (0, 0.0))
+                    by_worker[worker or ""] = (count + 1, max(last_at, _epoch(finished)))
+            last = max(at for _, at in by_worker.values())
+            return Finished(last, statuses, by_worker)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(open_)} of {len(turn_ids)} turns still open")
         await asyncio.sleep(poll_s)

@@ -40,6 +40,9 @@ class Run:
     counts_before: list[dict[str, Any]]
     cpu_s: float  # the workers' CPU over the timed window
     unseen: int  # closing events never published on Redis (publishing is best effort)
+    # Per worker: turns finished and seconds from the first kick to its last finish
+    # (how evenly the burst was shared).
+    by_worker: list[tuple[int, float]]
 
     @property
     def turns_per_s(self) -> float:
@@ -88,6 +91,7 @@ def run(options: Options) -> list[Result]:
                 "baseline_worker_cpu_ms_per_task": round(
                     bare_cpu * 1000 / (turns + min(turns, 200)), 2
                 ),
+                "worker_turns_and_last_finish_s": bobbin.by_worker,
                 "worker_rss_kib": memory,
             },
             params={
@@ -163,4 +167,5 @@ async def _scenario(
     settle(0.5)
     failed = turns - finished.statuses.get("completed", 0)
     elapsed = finished.last_finished_at - t0
-    return Run(turns, elapsed, workers, failed, counts_before, cpu, unseen)
+    by_worker = sorted((count, round(last - t0, 2)) for count, last in finished.by_worker.values())
+    return Run(turns, elapsed, workers, failed, counts_before, cpu, unseen, by_worker)

@@ -21,3 +21,8 @@ def celery_queue() -> str:
 def kick_pending(agent_id: str) -> str:
     """Set while a kick for the agent is on its way to a worker (``shared.queue.KickSender``)."""
     return f"{PREFIX}:kick-pending:{agent_id}"
+
+
+def worker_loads() -> str:
+    """Hash of worker id -> "agents carried, capacity, posted at" (``workers.balance``)."""
+    return f"{PREFIX}:worker-loads"

@@ -4,7 +4,8 @@ A kick names the agent, not the turn. A kick that finds the lease held does
 nothing: the holder re-checks for open turns in a read that starts after its
 release committed, so no turn is stranded between two kicks, and runs the
 turn it finds in the same kick (docs/decisions.md: a kick through the queue
-costs more than the turn).
+costs more than the turn), unless a peer worker carries fewer agents: then
+it kicks the agent through the queue (``workers.balance``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
 from shared.threads import ThreadWriter, events_after, has_runnable_turn
 from shared.turns import cancel_requested, head_open_turn, turn_changes_for_end
+from workers.balance import LoadBoard
 from workers.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class WorkerState:
     stopping: bool = False  # shutting down: take no new lease
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     events: EventCache = field(default_factory=lambda: EventCache(CACHED_EVENTS))
+    # The default never hands a backlog off: a worker without peers (tests).
+    board: LoadBoard = field(default_factory=lambda: LoadBoard("", 0))
 
     def cancel(self, turn_id: str, reason: CancelReason) -> bool:
         active = self.active.get(turn_id)
@@ -75,7 +79,7 @@ class WorkerState:
 
 async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> None:
     """Run the agent's turns while it has runnable ones and this worker can take its lease."""
-    with log_context(agent_id=agent_id, worker_id=state.worker_id):
+    with log_context(agent_id=agent_id, worker_id=state.worker_id), state.board.carrying():
         await _run_turns(resources, state, agent_id)
 
 
@@ -97,8 +101,8 @@ async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) ->
         runnable = writer.runnable_after_release
         if runnable is None:  # the release failed: read after it instead
             runnable = await db.read(has_runnable_turn, agent_id)
-        if not runnable:
-            return
+        if not runnable or await state.board.hand_off(agent_id):
+            return  # nothing to run, or a lighter worker takes the agent from the queue
 
 
 @dataclass

@@ -28,6 +28,7 @@ from shared.config import Settings
 from shared.keys import cancel_channel, kick_pending
 from shared.queue import KickSender
 from shared.resources import Resources, open_resources
+from workers.balance import LoadBoard
 from workers.metrics import ObservedRegistry, port_from_env
 from workers.runner import WorkerState, run_kick
 from workers.sweeper import sweep_forever
@@ -42,7 +43,9 @@ class WorkerRuntime:
         self.app = app
         self.kicks = KickSender(app)  # the sweeper's and the hand-back's re-kicks
         self.concurrency = concurrency
-        self.state = WorkerState(worker_id=f"{socket.gethostname()}:{os.getpid()}")
+        worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        board = LoadBoard(worker_id, concurrency, kick=self.kicks.kick)
+        self.state = WorkerState(worker_id=worker_id, board=board)
         self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="bobbin-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []
@@ -82,6 +85,7 @@ class WorkerRuntime:
             asyncio.create_task(sweep_forever(self.resources, self.kicks), name="sweeper"),
             asyncio.create_task(self._listen_cancels(), name="cancel-listener"),
             asyncio.create_task(self.state.metrics.watch_loop(), name="loop-monitor"),
+            asyncio.create_task(self.state.board.post_forever(self.resources.redis), name="loads"),
         ]
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -149,6 +153,7 @@ class WorkerRuntime:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             if self.resources is not None:
+                await self.state.board.withdraw(self.resources.redis)
                 await self.resources.aclose()
 
         if self._thread.is_alive():

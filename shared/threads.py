@@ -8,7 +8,7 @@ transaction, never from ``max(seq)+1``, so commit order is cursor order.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, insert, select, update
@@ -17,7 +17,7 @@ from sqlmodel import Session
 from shared.db import Database
 from shared.errors import AgentNotFound, TurnNotOpen
 from shared.events import Envelope, NewEvent, StoredEvent
-from shared.leases import Lease, fence_seqs, release_lease
+from shared.leases import Lease, fence_seqs, release_lease, renew_lease
 from shared.models import ChatSession, Thread, ThreadEvent, Turn, table, utcnow
 from shared.sink import EventSink
 from shared.sql import Prepared
@@ -168,18 +168,26 @@ class ThreadWriter:
 
     ``turn_changes`` and ``release`` ride in the append's transaction, so a
     turn's closing event, its row and the lease's release commit together.
+    A holder that will run the agent's next turn itself sets ``hold``: a
+    releasing append then keeps the lease when a turn is runnable (renewed
+    for ``hold_s``), and the holder goes on without a new claim.
     """
 
     db: Database
     lease: Lease
     sink: EventSink
+    hold: Callable[[], bool] = lambda: False
+    hold_s: float = 0.0
     published_seq: int = field(init=False)
+    last_seq: int = field(init=False)  # the thread's seq after this writer's appends
     released: bool = field(default=False, init=False)
+    held_over: bool = field(default=False, init=False)
     # Read in the releasing transaction: whether the agent's head turn is queued.
     runnable_after_release: bool | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.published_seq = self.lease.published_seq
+        self.last_seq = self.lease.seq
 
     async def append(
         self,
@@ -190,7 +198,10 @@ class ThreadWriter:
         also: Callable[[Session], None] | None = None,
         release: bool = False,
     ) -> list[StoredEvent]:
-        rows = await self.db.run(self._commit, turn_id, list(events), turn_changes, also, release)
+        hold = release and self.hold()
+        rows = await self.db.run(
+            self._commit, turn_id, list(events), turn_changes, also, release, hold
+        )
         if rows:
             # Not awaited: the publisher keeps the order. The events count as published
             # (for the next fence) once Redis took them; until then a new holder would
@@ -212,13 +223,18 @@ class ThreadWriter:
         turn_changes: dict[str, Any] | None,
         also: Callable[[Session], None] | None,
         release: bool,
+        hold: bool,
     ) -> list[StoredEvent]:
         rows = append_events(session, self.lease, turn_id, events, self.published_seq)
         if turn_changes and turn_id is not None:
             update_turn(session, turn_id, turn_changes)
         if also is not None:
             also(session)
-        if release:
+        if rows:
+            self.last_seq = rows[-1].seq
+        if hold:
+            self._hold_or_release_in(session)
+        elif release:
             self.release_in(session, rows[-1].seq if rows else self.published_seq)
         return rows
 
@@ -234,6 +250,23 @@ class ThreadWriter:
         release_lease(session, self.lease, published_seq)
         self.released = True
         self.runnable_after_release = has_runnable_turn(session, self.lease.thread_id)
+
+    def _hold_or_release_in(self, session: Session) -> None:
+        """Renew the lease (which locks the thread row, as a release does), read whether
+        a turn waits, and keep the lease for it, or release it when none does."""
+        renew_lease(session, self.lease, self.hold_s)
+        if has_runnable_turn(session, self.lease.thread_id):
+            self.held_over = self.runnable_after_release = True
+        else:
+            self.release_in(session, self.last_seq)
+
+    def next_turn(self) -> Lease:
+        """After a hold-over: the lease as the next turn's claim sees it. What this writer
+        appended is its own to publish (in order), so nothing counts as unpublished."""
+        self.held_over = False
+        self.runnable_after_release = None
+        self.lease = replace(self.lease, seq=self.last_seq, published_seq=self.last_seq)
+        return self.lease
 
     async def transact(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(session, lease, *args)`` in one transaction behind the fence."""

@@ -60,18 +60,35 @@ class LoadBoard:
         Called by a holder that found the agent's next turn after its release: True
         when the kick is sent (the holder stops), False to run the turn here.
         """
-        if self._kick is None or not self._peers:
+        peer = self._lighter_peer()
+        if peer is None or self._kick is None:
             return False
+        # Count it on the peer until the next read, so one read does not send a peer
+        # every agent this worker carries.
+        load = self._peers[peer]
+        self._peers[peer] = load + 1
+        log.info(
+            "backlog handed to the queue: this worker carries %d agents, %s %d",
+            self.carried,
+            peer,
+            load,
+        )
+        return await self._kick(agent_id)
+
+    def has_lighter_peer(self) -> bool:
+        """Whether ``hand_off`` would kick now."""
+        return self._lighter_peer() is not None
+
+    def _lighter_peer(self) -> str | None:
+        if self._kick is None or not self._peers:
+            return None
         peer, load = min(self._peers.items(), key=lambda item: item[1])
         gap = self.carried - load
         # Loads move by a few agents as kicks come and go: only a gap of a quarter of
         # what this worker carries is worth a kick (a peer running dry, a skewed split).
         if gap < 2 or gap * 4 <= self.carried:
-            return False
-        # Count it on the peer until the next read, so one read does not send a peer
-        # every agent this worker carries.
-        self._peers[peer] = load + 1
-        return await self._kick(agent_id)
+            return None
+        return peer
 
     async def post_forever(self, redis: aioredis.Redis) -> None:
         while True:

@@ -85,24 +85,46 @@ async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> N
 
 async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) -> None:
     db, settings = resources.db, resources.settings
-    while not state.stopping:
-        known = state.events.take(agent_id)
-        claim = await db.offload(_claim, db, agent_id, state.worker_id, settings.lease_s, known)
-        if claim is None:
-            state.events.keep(agent_id, known)
-            return  # the holder re-checks after its release
-        writer = ThreadWriter(db, claim.lease, resources.sink)
-        try:
-            await _run_head(resources, state, writer, claim)
-        finally:
+    writer: ThreadWriter | None = None  # set while a lease is held over between turns
+    try:
+        while not state.stopping:
+            known = state.events.take(agent_id)
+            held = writer.next_turn() if writer is not None else None
+            claim = await db.offload(
+                _claim, db, agent_id, state.worker_id, settings.lease_s, known, held
+            )
+            if claim is None:
+                state.events.keep(agent_id, known)
+                return  # the holder re-checks after its release
+            if writer is None:
+                writer = ThreadWriter(
+                    db,
+                    claim.lease,
+                    resources.sink,
+                    # Keep the lease for the next turn unless this worker stops or a
+                    # lighter peer should take the agent (the re-check then kicks it).
+                    hold=lambda: not state.stopping and not state.board.has_lighter_peer(),
+                    hold_s=settings.lease_s,
+                )
+            try:
+                await _run_head(resources, state, writer, claim)
+            finally:
+                if not writer.held_over:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(writer.release())
+                state.events.keep(agent_id, claim.thread.events if claim.thread else known)
+            if writer.held_over:
+                continue  # the next turn, under the same lease
+            runnable = writer.runnable_after_release
+            writer = None
+            if runnable is None:  # the release failed: read after it instead
+                runnable = await db.read(has_runnable_turn, agent_id)
+            if not runnable or await state.board.hand_off(agent_id):
+                return  # nothing to run, or a lighter worker takes the agent from the queue
+    finally:
+        if writer is not None:  # held over, then stopped or failed before the next turn
             with contextlib.suppress(Exception):
                 await asyncio.shield(writer.release())
-            state.events.keep(agent_id, claim.thread.events if claim.thread else known)
-        runnable = writer.runnable_after_release
-        if runnable is None:  # the release failed: read after it instead
-            runnable = await db.read(has_runnable_turn, agent_id)
-        if not runnable or await state.board.hand_off(agent_id):
-            return  # nothing to run, or a lighter worker takes the agent from the queue
 
 
 @dataclass
@@ -113,9 +135,15 @@ class _Claim:
 
 
 def _claim(
-    db: Database, agent_id: str, holder: str, lease_s: float, known: list[StoredEvent]
+    db: Database,
+    agent_id: str,
+    holder: str,
+    lease_s: float,
+    known: list[StoredEvent],
+    held: Lease | None,
 ) -> _Claim | None:
-    """Take the lease, then read the head turn and the thread (on the database's thread).
+    """Take the lease (unless ``held`` over from the last turn), then read the head turn
+    and the thread (on the database's thread).
 
     The lease commits in a write transaction of its own and the reads follow in
     a read transaction: on SQLite every worker's writers queue for one lock,
@@ -123,7 +151,7 @@ def _claim(
     the thread as this worker last saw it; it is used only when it is a prefix
     of the committed thread.
     """
-    lease = db.run_sync(acquire_lease, agent_id, holder, lease_s)
+    lease = held or db.run_sync(acquire_lease, agent_id, holder, lease_s)
     if lease is None:
         return None
     try:

@@ -73,6 +73,7 @@ def run(options: Options) -> list[Result]:
         bobbin = scenario(env, llm, turns, agent_count, workers=workers)
         memory = [w.memory_kib() for w in bobbin.workers]
         publish_failures = sum(w.log_count(b"event publish failed") for w in bobbin.workers)
+        handed_off = sum(w.log_count(b"backlog handed to the queue") for w in bobbin.workers)
     bare_rate = round(turns / bare_s, 1)
     share = round(bobbin.turns_per_s / bare_rate, 2)
     return [
@@ -92,6 +93,7 @@ def run(options: Options) -> list[Result]:
                     bare_cpu * 1000 / (turns + min(turns, 200)), 2
                 ),
                 "worker_turns_and_last_finish_s": bobbin.by_worker,
+                "backlogs_handed_off": handed_off,
                 "worker_rss_kib": memory,
             },
             params={

@@ -80,15 +80,18 @@ class Finished:
     statuses: dict[str, int]
     # worker_id -> (turns it finished, time.time() of its last finished_at)
     by_worker: dict[str, tuple[int, float]]
+    last_started_at: float  # time.time() of the last turn's (last attempt's) start
 
 
 def _turn_states(
     session: Session, turn_ids: list[str]
-) -> list[tuple[str, datetime | None, str | None]]:
+) -> list[tuple[str, datetime | None, str | None, datetime | None]]:
     rows = session.exec(
-        select(Turn.status, Turn.finished_at, Turn.worker_id).where(col(Turn.id).in_(turn_ids))
+        select(Turn.status, Turn.finished_at, Turn.worker_id, Turn.started_at).where(
+            col(Turn.id).in_(turn_ids)
+        )
     )
-    return [(status, finished, worker) for status, finished, worker in rows]
+    return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
 def _epoch(at: datetime) -> float:
@@ -108,17 +111,18 @@ async def wait_finished(
     deadline = time.monotonic() + timeout_s
     while True:
         states = await res.db.read(_turn_states, turn_ids)
-        open_ = [s for s, _, _ in states if s in ("queued", "running")]
+        open_ = [s for s, _, _, _ in states if s in ("queued", "running")]
         if not open_ and len(states) == len(turn_ids):
             statuses: dict[str, int] = {}
             by_worker: dict[str, tuple[int, float]] = {}
-            for status, finished, worker in states:
+            for status, finished, worker, _ in states:
                 statuses[status] = statuses.get(status, 0) + 1
                 if finished is not None:
                     count, last_at = by_worker.get(worker or "", (0, 0.0))
                     by_worker[worker or ""] = (count + 1, max(last_at, _epoch(finished)))
             last = max(at for _, at in by_worker.values())
-            return Finished(last, statuses, by_worker)
+            started = max((_epoch(at) for _, _, _, at in states if at is not None), default=0.0)
+            return Finished(last, statuses, by_worker, started)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(open_)} of {len(turn_ids)} turns still open")
         await asyncio.sleep(poll_s)

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from shared.errors import ServiceUnavailable
+from shared.sql import raise_as_sqlalchemy
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,8 +61,13 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+    def _on_begin(conn: Connection) -> None:
+        # On the driver's connection: SQLAlchemy's execution path would cost more than
+        # the statement, at every transaction.
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        except Exception as exc:
+            raise_as_sqlalchemy(conn, exc, begin, (), None)
 
     return engine
 

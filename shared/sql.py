@@ -132,11 +132,11 @@ class Prepared:
         except Exception as exc:
             if cursor is not None:
                 cursor.close()
-            _raise_as_sqlalchemy(connection, exc, compiled.sql, parameters, cursor)
+            raise_as_sqlalchemy(connection, exc, compiled.sql, parameters, cursor)
         return Result(cursor, compiled)
 
 
-def _raise_as_sqlalchemy(
+def raise_as_sqlalchemy(
     connection: Connection, exc: Exception, sql: str, parameters: Any, cursor: Any
 ) -> NoReturn:
     """Raise a driver's error as SQLAlchemy would: wrapped (``DBAPIError``: callers map

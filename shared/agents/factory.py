@@ -37,7 +37,9 @@ async def rehydrate_agent(
             ),
             registry=resources.registry,
             tool_context=ToolContext(
-                working_directory=store.workspace(settings.data_dir).resolve(),
+                # Absolute, not resolved: every tool resolves it (strictly) itself, and
+                # resolving here cost an lstat per path component at every turn.
+                working_directory=store.workspace(settings.data_dir).absolute(),
                 http_client=resources.http.client(),
             ),
             max_tool_rounds=settings.max_tool_rounds,

@@ -182,7 +182,8 @@ class Agent:
     def _ensure_workspace(self) -> None:
         workdir = self.config.tool_context.working_directory
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
+            if not workdir.is_dir():  # a stat: cheaper than a mkdir that fails every turn
+                workdir.mkdir(parents=True, exist_ok=True)
             if not os.access(workdir, os.R_OK | os.W_OK | os.X_OK):
                 raise PermissionError(f"no access to {workdir}")
         except OSError as exc:

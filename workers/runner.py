@@ -24,7 +24,7 @@ from shared.agents.thread_store import EventCache, ThreadState, load_thread_stat
 from shared.db import Database
 from shared.errors import BobbinError, LeaseLost, WorkerLost
 from shared.events import NewEvent, StoredEvent
-from shared.leases import Lease, acquire_lease, release_lease, renew_lease
+from shared.leases import Lease, acquire_lease, renew_lease
 from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
@@ -142,24 +142,22 @@ def _claim(
     known: list[StoredEvent],
     held: Lease | None,
 ) -> _Claim | None:
-    """Take the lease (unless ``held`` over from the last turn), then read the head turn
-    and the thread (on the database's thread).
+    """Take the lease (unless ``held`` over from the last turn) and read the head turn and
+    the thread, in one transaction on the database's thread.
 
-    The lease commits in a write transaction of its own and the reads follow in
-    a read transaction: on SQLite every worker's writers queue for one lock,
-    and once the lease is held nothing else appends to the thread. ``known`` is
-    the thread as this worker last saw it; it is used only when it is a prefix
-    of the committed thread.
+    ``known`` is the thread as this worker last saw it; it is used only when it
+    is a prefix of the committed thread.
     """
-    lease = held or db.run_sync(acquire_lease, agent_id, holder, lease_s)
-    if lease is None:
-        return None
-    try:
-        return db.read_sync(_read_head, lease, known)
-    except BaseException:
-        with contextlib.suppress(Exception):  # else it expires and the sweeper re-kicks
-            db.run_sync(release_lease, lease)
-        raise
+    if held is not None:
+        return db.read_sync(_read_head, held, known)
+    return db.run_sync(_take_and_read, agent_id, holder, lease_s, known)
+
+
+def _take_and_read(
+    session: Session, agent_id: str, holder: str, lease_s: float, known: list[StoredEvent]
+) -> _Claim | None:
+    lease = acquire_lease(session, agent_id, holder, lease_s)
+    return None if lease is None else _read_head(session, lease, known)
 
 
 def _read_head(session: Session, lease: Lease, known: list[StoredEvent]) -> _Claim:

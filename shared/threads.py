@@ -255,10 +255,11 @@ class ThreadWriter:
         """Renew the lease (which locks the thread row, as a release does), read whether
         a turn waits, and keep the lease for it, or release it when none does."""
         renew_lease(session, self.lease, self.hold_s)
-        if has_runnable_turn(session, self.lease.thread_id):
-            self.held_over = self.runnable_after_release = True
-        else:
-            self.release_in(session, self.last_seq)
+        runnable = has_runnable_turn(session, self.lease.thread_id)
+        if not runnable:
+            release_lease(session, self.lease, self.last_seq)
+        self.held_over, self.released = runnable, not runnable
+        self.runnable_after_release = runnable
 
     def next_turn(self) -> Lease:
         """After a hold-over: the lease as the next turn's claim sees it. What this writer

@@ -75,6 +75,11 @@ class LoadBoard:
         )
         return await self._kick(agent_id)
 
+    @property
+    def peers(self) -> dict[str, int]:
+        """Live peers with room, and the agents each carries, as last read."""
+        return dict(self._peers)
+
     def has_lighter_peer(self) -> bool:
         """Whether ``hand_off`` would kick now."""
         return self._lighter_peer() is not None
@@ -111,10 +116,13 @@ class LoadBoard:
         for worker, value in posted.items():
             if worker.decode() == self.worker_id:
                 continue
-            carried, capacity, at = value.split()
-            if abs(now - float(at)) > STALE_S:
+            try:
+                carried, capacity, at = (float(part) for part in value.split())
+            except ValueError:  # not a load this version posts: not a peer to count on
+                continue
+            if abs(now - at) > STALE_S:
                 stopped.append(worker)
-            elif int(carried) < int(capacity):
+            elif carried < capacity:
                 peers[worker.decode()] = int(carried)
         if stopped:
             await redis.hdel(worker_loads(), *stopped)

@@ -33,20 +33,23 @@ async def queued_kicks(res: Resources) -> int:
     return int(await res.redis.llen(celery_queue()))
 
 
-async def test_a_worker_reads_its_live_peers_and_drops_stopped_ones(resources: Resources) -> None:
+async def test_a_worker_reads_its_live_peers_drops_stopped_ones_and_skips_garbage(
+    resources: Resources,
+) -> None:
     a, b = LoadBoard("a", 10), LoadBoard("b", 10)
     b.carried = 3
     await b.post(resources.redis)
     stopped_at = time.time() - STALE_S - 1
     await resources.redis.hset(worker_loads(), "gone", f"0 10 {stopped_at}")
+    await resources.redis.hset(worker_loads(), "garbled", "not a load")
 
     await a.post(resources.redis)
 
-    assert a._peers == {"b": 3}
-    assert set(await resources.redis.hkeys(worker_loads())) == {b"a", b"b"}
+    assert a.peers == {"b": 3}
+    assert set(await resources.redis.hkeys(worker_loads())) == {b"a", b"b", b"garbled"}
     await b.withdraw(resources.redis)
     await a.post(resources.redis)
-    assert a._peers == {}
+    assert a.peers == {}
 
 
 async def test_a_backlog_goes_to_a_clearly_lighter_peer_only(
@@ -81,15 +84,17 @@ async def test_an_idle_worker_takes_over_part_of_a_busy_ones_backlogs(
     settings.sweep_interval_s = 3600  # no sweeper: only kicks run turns
     first = start_worker().wait_ready()
     instance = await add_instance(resources, llm)
-    llm.script(Reply(text="slow", latency_s=0.4), times=None)
+    llm.script(Reply(text="slow", latency_s=0.3), times=None)
     agents = [await add_agent(resources, instance) for _ in range(4)]
     backlogs: dict[str, list[str]] = {agent: [] for agent in agents}
-    for i in range(12):
+    for i in range(40):  # 12 s per agent: longer than a worker takes to start here
         for agent in agents:
             backlogs[agent].append((await send(resources, agent, f"message {i:02d}")).id)
             assert await kicks.kick(agent)
 
     second = await asyncio.to_thread(lambda: start_worker().wait_ready())
+    for backlog in backlogs.values():  # else this run cannot show a hand-off
+        assert (await turn_of(resources, backlog[-1])).status == "queued", "backlog drained"
     turn_ids = [turn for backlog in backlogs.values() for turn in backlog]
     await wait_finished(resources, turn_ids, timeout_s=60)
 

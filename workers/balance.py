@@ -102,6 +102,9 @@ class LoadBoard:
             except (RedisError, OSError) as exc:
                 log.debug("worker loads not exchanged (%s)", exc)
                 self._peers = {}  # no view of the peers: run backlogs here
+            except Exception:  # a bug here must not end the exchange with a stale view
+                log.exception("worker loads not exchanged")
+                self._peers = {}
             await asyncio.sleep(POST_INTERVAL_S)
 
     async def post(self, redis: aioredis.Redis) -> None:

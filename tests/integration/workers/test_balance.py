@@ -8,29 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from shared.config import Settings
-from shared.keys import celery_queue, worker_loads
-from shared.queue import KickSender, make_celery
+from shared.keys import worker_loads
+from shared.queue import KickSender
 from shared.resources import Resources
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, send, turn_of
-from tests.integration.workers.test_kick_dedup import assert_answered_in_order, wait_finished
+from tests.integration.workers.backlogs import (
+    assert_answered_in_order,
+    queued_kicks,
+    wait_finished,
+)
 from tests.processes import WorkerProcess
 from workers.balance import STALE_S, LoadBoard
-
-
-@pytest.fixture
-def kicks(settings: Settings) -> Iterator[KickSender]:
-    with KickSender(make_celery(settings)) as sender:
-        yield sender
-
-
-async def queued_kicks(res: Resources) -> int:
-    return int(await res.redis.llen(celery_queue()))
 
 
 async def test_a_worker_reads_its_live_peers_drops_stopped_ones_and_skips_garbage(

@@ -13,7 +13,7 @@ from shared.models import Thread
 from shared.resources import Resources
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import FAST_RETRY, add_agent, add_instance, send, turn_of
-from tests.integration.workers.test_kick_dedup import assert_answered_in_order
+from tests.integration.workers.backlogs import assert_answered_in_order
 from workers.runner import WorkerState, run_kick
 
 

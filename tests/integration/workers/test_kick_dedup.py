@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.config import Settings
-from shared.keys import celery_queue, kick_pending
+from shared.keys import kick_pending
 from shared.queue import KICK_PENDING_TTL_S, KickSender, make_celery
 from shared.resources import Resources
 from tests.conftest import TEST_REDIS_URL
 from tests.fakellm import FakeLLM, Reply
-from tests.helpers import add_agent, add_instance, events_of, send, turn_of
+from tests.helpers import add_agent, add_instance, send, turn_of
+from tests.integration.workers.backlogs import assert_answered_in_order, queued_kicks, wait_finished
 from tests.processes import WorkerProcess
-
-FINISHED = ("completed", "failed", "cancelled")
-
-
-@pytest.fixture
-def kicks(settings: Settings) -> Iterator[KickSender]:
-    with KickSender(make_celery(settings)) as sender:
-        yield sender
 
 
 def closed_port() -> int:
@@ -45,33 +37,6 @@ def kicks_received(worker: WorkerProcess) -> int:
     return sum(
         1 for line in worker.output.splitlines() if "bobbin.kick[" in line and "received" in line
     )
-
-
-async def queued_kicks(res: Resources) -> int:
-    return int(await res.redis.llen(celery_queue()))
-
-
-async def wait_finished(res: Resources, turn_ids: list[str], timeout_s: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    for turn_id in turn_ids:
-        while (turn := await turn_of(res, turn_id)).status not in FINISHED:
-            assert loop.time() < deadline, f"turn {turn_id} still {turn.status}"
-            await asyncio.sleep(0.05)
-
-
-async def assert_answered_in_order(res: Resources, agent_id: str, turn_ids: list[str]) -> None:
-    turns = [await turn_of(res, t) for t in turn_ids]
-    assert [t.status for t in turns] == ["completed"] * len(turns)
-    assert [t.position for t in turns] == sorted(t.position for t in turns)
-    events = await events_of(res, agent_id)
-    assert [e.data["content"] for e in events if e.type == "user_message"] == [
-        t.input for t in turns
-    ]
-    turn_sequence = [e.turn_id for e in events if e.turn_id]
-    collapsed = [t for i, t in enumerate(turn_sequence) if i == 0 or turn_sequence[i - 1] != t]
-    assert collapsed == turn_ids  # each turn's events contiguous, in arrival order
-    assert [e.seq for e in events] == list(range(1, len(events) + 1))
 
 
 # -- the sender alone --------------------------------------------------------------------

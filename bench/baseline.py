@@ -109,7 +109,12 @@ class _Runtime:
         self.client = anthropic.AsyncAnthropic(
             api_key="sk-bench", base_url=self._fake_url, max_retries=0, http_client=self.http
         )
-        self.redis = aioredis.Redis.from_url(self._redis_url)
+        # Blocking, sized like Bobbin's (``shared.resources``): redis-py's default pool
+        # raises "Too many connections" when hundreds of tasks publish at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._redis_url, max_connections=self._concurrency + 50, timeout=10
+        )
+        self.redis = aioredis.Redis.from_pool(pool)
 
     def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()

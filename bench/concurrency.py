@@ -7,6 +7,13 @@ connections. Then 400 more turns are stored as queued (untimed) and the
 clock runs from the first of 400 kicks to the last ``finished_at`` recorded
 on those turns. Also counted: closing events that never reached Redis.
 Target: all done within 5 s. The worker's RSS (now and peak) is reported.
+
+Side by side, first: the bare baseline (``bench.baseline``) in one worker of
+the same concurrency against the same fake, a warm-up burst of 400 tasks,
+then 400 timed from the first send to the last completion message, and its
+worker's CPU over that round. This machine's speed varies by a third within
+minutes, and this round is CPU-bound: the baseline says how fast the machine
+ran.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench import baseline
 from bench.driver import TurnWatcher, enqueue_many, make_agents, send_kicks, wait_finished
-from bench.harness import REDIS_URL, Bench, Options, Proc
+from bench.harness import REDIS_URL, Bench, Options, Proc, cpu_s
 from bench.report import Result, Target
 from shared.queue import make_celery
 from shared.resources import open_resources
@@ -31,6 +39,7 @@ def run(options: Options) -> list[Result]:
     turns, latency_s = (20, 0.5) if options.smoke else (400, LATENCY_S)
     with Bench("concurrency", options) as env:
         llm = env.fake("--latency-s", str(latency_s))
+        bare_s, bare_cpu_s = _baseline(env, llm.base_url, turns)
         (worker,) = env.workers(1, turns)
         with env.profiled(worker):
             measured = asyncio.run(_measure(env, llm, turns, worker))
@@ -53,6 +62,8 @@ def run(options: Options) -> list[Result]:
                 "worker_rss_kib": memory.get("VmRSS"),
                 "worker_peak_rss_kib": memory.get("VmHWM"),
                 "worker_cpu_s_total": cpu,
+                "baseline_all_done_s": round(bare_s, 2),
+                "baseline_round_worker_cpu_s": round(bare_cpu_s, 2),
             },
             params={"turns": turns, "latency_s": latency_s, "workers": 1, "concurrency": turns},
             targets=[Target("all done s", round(measured.round_s, 2), "<=", 5.0)],
@@ -61,9 +72,26 @@ def run(options: Options) -> list[Result]:
 
 
 def _cpu_s(proc: Proc) -> float:
-    from bench.harness import cpu_s
-
     return round(cpu_s(proc.pid), 2)
+
+
+def _baseline(env: Bench, fake_url: str, turns: int) -> tuple[float, float]:
+    """The bare tasks' timed round (first send to last done) and their worker's CPU over it."""
+    channel = baseline.new_channel()
+    (bare,) = env.baseline_workers(1, turns, fake_url, channel)
+
+    async def rounds() -> tuple[float, float]:
+        async with baseline.BaselineClient(REDIS_URL, channel) as client:
+            await client.burst(turns)  # warm up: threads, connections
+            before = cpu_s(bare.pid)
+            elapsed = await client.burst(turns)
+            return elapsed, cpu_s(bare.pid) - before
+
+    measured = asyncio.run(rounds())
+    bare.terminate()  # the bare worker leaves the machine to Bobbin
+    bare.stop()
+    env.procs.remove(bare)
+    return measured
 
 
 @dataclass
@@ -78,8 +106,6 @@ class Measured:
 
 
 async def _measure(env: Bench, llm: Any, turns: int, worker: Proc) -> Measured:
-    from bench.harness import cpu_s
-
     res = await open_resources(env.settings, concurrency=10)
     app = make_celery(env.settings)
     try:

@@ -11,8 +11,8 @@ so that the driver can stop its clock: no database, no events, no agent.
 
 ``python -m bench baseline`` measures the fake server's own floor first (a
 direct SDK call loop in the driver: sequential latency and concurrent
-capacity), then the bare task sequentially and for throughput. Benchmarks 1
-and 2 re-measure the bare task next to Bobbin so each ratio compares runs
+capacity), then the bare task sequentially and for throughput. Benchmarks 1,
+2 and 3 re-measure the bare task next to Bobbin so each comparison is of runs
 made under the same conditions. ``python -m bench.baseline worker`` is the
 worker process itself.
 """

@@ -88,9 +88,7 @@ def _baseline(env: Bench, fake_url: str, turns: int) -> tuple[float, float]:
             return elapsed, cpu_s(bare.pid) - before
 
     measured = asyncio.run(rounds())
-    bare.terminate()  # the bare worker leaves the machine to Bobbin
-    bare.stop()
-    env.procs.remove(bare)
+    env.retire(bare)  # the bare worker leaves the machine to Bobbin
     return measured
 
 

@@ -165,10 +165,7 @@ class Bench:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        for proc in self.procs:  # all at once: a worker's warm shutdown takes seconds
-            proc.terminate()
-        for proc in reversed(self.procs):
-            proc.stop()
+        self.retire(*self.procs)
         if self._fake is not None:
             self._fake.__exit__(None, None, None)
         _flush_redis()
@@ -209,6 +206,14 @@ class Bench:
         proc.stop_signal = stop_signal
         self.procs.append(proc)
         return proc
+
+    def retire(self, *procs: Proc) -> None:
+        """Stop ``procs`` (e.g. bare workers, to leave the machine to Bobbin's)."""
+        for proc in procs:  # all at once: a worker's warm shutdown takes seconds
+            proc.terminate()
+        for proc in reversed(procs):
+            proc.stop()
+            self.procs.remove(proc)
 
     @contextlib.contextmanager
     def profiled(self, *procs: Proc) -> Iterator[None]:

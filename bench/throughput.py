@@ -65,11 +65,7 @@ def run(options: Options) -> list[Result]:
         bare_cpu = sum(cpu_s(w.pid) for w in bare_workers)
         bare_s = asyncio.run(_baseline(channel, turns))
         bare_cpu = sum(cpu_s(w.pid) for w in bare_workers) - bare_cpu
-        for proc in bare_workers:  # the bare workers leave the machine to Bobbin
-            proc.terminate()
-        for proc in bare_workers:
-            proc.stop()
-            env.procs.remove(proc)
+        env.retire(*bare_workers)  # the bare workers leave the machine to Bobbin
         bobbin = scenario(env, llm, turns, agent_count, workers=workers)
         memory = [w.memory_kib() for w in bobbin.workers]
         publish_failures = sum(w.log_count(b"event publish failed") for w in bobbin.workers)

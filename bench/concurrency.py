@@ -63,6 +63,7 @@ def run(options: Options) -> list[Result]:
                 "worker_peak_rss_kib": memory.get("VmHWM"),
                 "worker_cpu_s_total": cpu,
                 "baseline_all_done_s": round(bare_s, 2),
+                "all_done_vs_baseline": round(measured.round_s / bare_s, 2),
                 "baseline_round_worker_cpu_s": round(bare_cpu_s, 2),
             },
             params={"turns": turns, "latency_s": latency_s, "workers": 1, "concurrency": turns},

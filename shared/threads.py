@@ -232,10 +232,12 @@ class ThreadWriter:
             also(session)
         if rows:
             self.last_seq = rows[-1].seq
-        if hold:
-            self._hold_or_release_in(session)
-        elif release:
-            self.release_in(session, rows[-1].seq if rows else self.published_seq)
+        if release:
+            published_seq = rows[-1].seq if rows else self.published_seq
+            if hold:
+                self._hold_or_release_in(session, published_seq)
+            else:
+                self.release_in(session, published_seq)
         return rows
 
     def release_in(self, session: Session, published_seq: int | None = None) -> None:
@@ -251,13 +253,13 @@ class ThreadWriter:
         self.released = True
         self.runnable_after_release = has_runnable_turn(session, self.lease.thread_id)
 
-    def _hold_or_release_in(self, session: Session) -> None:
+    def _hold_or_release_in(self, session: Session, published_seq: int) -> None:
         """Renew the lease (which locks the thread row, as a release does), read whether
         a turn waits, and keep the lease for it, or release it when none does."""
         renew_lease(session, self.lease, self.hold_s)
         runnable = has_runnable_turn(session, self.lease.thread_id)
         if not runnable:
-            release_lease(session, self.lease, self.last_seq)
+            release_lease(session, self.lease, published_seq)
         self.held_over, self.released = runnable, not runnable
         self.runnable_after_release = runnable
 

@@ -48,6 +48,36 @@ def conversation(body: dict[str, Any]) -> tuple[str, str | None]:
     return "", tool_result
 
 
+def conversation_error(body: dict[str, Any]) -> str | None:
+    """Anthropic's 400 for a ``tool_use`` without its ``tool_result`` in the next message
+    (or a ``tool_result`` without its ``tool_use`` in the previous one)."""
+    messages = body.get("messages") or []
+    for index, message in enumerate(messages):
+        uses = [b.get("id") for b in _blocks(message) if b.get("type") == "tool_use"]
+        following = messages[index + 1] if index + 1 < len(messages) else {}
+        results = [
+            b.get("tool_use_id") for b in _blocks(following) if b.get("type") == "tool_result"
+        ]
+        if missing := [u for u in uses if u not in results]:
+            return (
+                f"messages.{index}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                "corresponding `tool_result` block in the next message."
+            )
+        if stray := [r for r in results if r not in uses]:
+            return (
+                f"messages.{index + 1}: unexpected `tool_use_id` found in `tool_result` "
+                f"blocks: {', '.join(stray)}. Each `tool_result` block must have a "
+                "corresponding `tool_use` block in the previous message."
+            )
+    return None
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
 def api_key(headers: dict[str, str]) -> str | None:
     if "x-api-key" in headers:
         return headers["x-api-key"]

@@ -40,6 +40,32 @@ def conversation(body: dict[str, Any]) -> tuple[str, str | None]:
     return "", tool_result
 
 
+def conversation_error(body: dict[str, Any]) -> str | None:
+    """OpenAI's 400 for a conversation whose tool calls and tool messages do not pair up."""
+    unanswered: list[str] = []
+    for message in body.get("messages") or []:
+        role = message.get("role")
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in unanswered:
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'."
+                )
+            unanswered.remove(call_id)
+            continue
+        if unanswered:
+            break
+        unanswered = [call.get("id") for call in message.get("tool_calls") or []]
+    if unanswered:
+        return (
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            f"response messages: {', '.join(unanswered)}"
+        )
+    return None
+
+
 def api_key(headers: dict[str, str]) -> str | None:
     auth = headers.get("authorization", "")
     return auth[7:] if auth.lower().startswith("bearer ") else None

@@ -7,6 +7,9 @@ Routes: ``POST /v1/messages`` (Anthropic), ``POST /v1/chat/completions``
 ``x-api-key`` or ``anthropic-version``, else OpenAI's), and the control
 routes under ``/_fake/`` (see ``_control``). Anthropic SDKs take
 ``llm.base_url`` as their base URL, OpenAI SDKs ``llm.base_url + "/v1"``.
+
+Like the real APIs, a model call whose conversation leaves a tool call without
+its result (or a result without its call) answers 400 with the provider's message.
 """
 
 from __future__ import annotations
@@ -289,6 +292,8 @@ class FakeLLM:
             return await _send(writer, http11.json_response(400, payload))
         if (refusal := self._check_key(flavour, request)) is not None:
             return await _send(writer, refusal)
+        if (problem := flavour.conversation_error(body)) is not None:
+            return await _send(writer, http11.json_response(400, flavour.error_body(400, problem)))
         last_user_text, tool_result = flavour.conversation(body)
         reply = self._scripts.take(last_user_text) or default_reply(last_user_text, tool_result)
         config = self.config

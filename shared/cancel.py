@@ -1,10 +1,17 @@
 """Cancelling a turn, whatever state it is in (ARCHITECTURE section 2, Cancel).
 
+An accepted cancel is a promise: the turn ends ``cancelled``. It is recorded
+under the turn's row lock, the lock a decision and every turn-ending
+transaction take, so each of them either comes before it (the cancel of a
+finished turn answers 409) or sees it: a decision answers 409
+``turn_cancelled`` and runs nothing, an ending holder ends the turn cancelled.
+
 queued and never started: cancelled on its row, no events (it never entered
-the conversation). running: flagged on its row and announced on Redis; the
-lease holder stops it within a second and writes the bookkeeping. Started but
-parked (awaiting_approval, or queued between attempts): the API takes the
-agent's lease and writes the aborted results and ``turn_cancelled`` itself.
+the conversation). running: flagged, and announced on Redis; the lease holder
+stops it within a second (within a lease renewal while Redis is away). Started
+but parked (awaiting_approval, or queued between attempts): flagged, and the
+API takes the agent's lease and ends it itself; when a worker holds the
+lease, that worker ends it.
 """
 
 from __future__ import annotations
@@ -15,60 +22,65 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from shared.db import Database
-from shared.errors import TurnNotCancellable
-from shared.events import NewEvent
+from shared.endings import Ending
+from shared.errors import LeaseLost, TurnNotCancellable, TurnNotOpen
 from shared.keys import cancel_channel
 from shared.leases import acquire_lease, release_lease
-from shared.models import Approval, ThreadEvent, Turn, utcnow
+from shared.models import Turn, utcnow
 from shared.sink import EventSink
-from shared.threads import ThreadWriter
-from shared.turns import lock_turn, turn_changes_for_end
+from shared.threads import OPEN_STATUSES, ThreadWriter, events_of_turn
+from shared.turns import lock_turn
 
 log = logging.getLogger(__name__)
 Action = Literal["done", "signal", "lease"]
 LEASE_ATTEMPTS = 20
+# A cancel is recorded in the database; the announcement only makes it quick. While
+# Redis is away, the holder reads the flag at its next lease renewal instead.
+ANNOUNCE_TIMEOUT_S = 0.5
 
 
 def _mark_cancel(session: Session, turn_id: str) -> Action:
     turn = lock_turn(session, turn_id)
+    if turn.status not in OPEN_STATUSES:
+        raise TurnNotCancellable(f"turn {turn_id} already ended {turn.status}")
     if turn.status == "queued" and turn.started_at is None:
-        turn.status, turn.finished_at = "cancelled", utcnow()
+        turn.status, turn.finished_at, turn.cancel_requested = "cancelled", utcnow(), True
         session.add(turn)
         return "done"
-    if turn.status == "running":
-        turn.cancel_requested = True
-        session.add(turn)
-        return "signal"
-    if turn.status in ("queued", "awaiting_approval"):  # started, parked between attempts
-        return "lease"
-    raise TurnNotCancellable(f"turn {turn_id} already ended {turn.status}")
+    turn.cancel_requested = True
+    session.add(turn)
+    return "signal" if turn.status == "running" else "lease"
 
 
 async def cancel_turn(
     db: Database, redis: aioredis.Redis, sink: EventSink, turn_id: str, holder: str
-) -> None:
-    """Raises TurnNotFound or TurnNotCancellable."""
+) -> str | None:
+    """Cancel the turn; returns its agent when that has a turn to run now (kick it).
+
+    Raises TurnNotFound or TurnNotCancellable.
+    """
     action = await db.run(_mark_cancel, turn_id)
     if action == "signal":
         await _announce(redis, turn_id)
     elif action == "lease":
-        await _cancel_awaiting(db, redis, sink, turn_id, holder)
+        return await _cancel_parked(db, redis, sink, turn_id, holder)
+    return None
 
 
 async def _announce(redis: aioredis.Redis, turn_id: str) -> None:
     try:
-        await redis.publish(cancel_channel(), turn_id)
-    except (RedisError, OSError) as exc:  # the worker's lease renewal reads the flag
-        log.warning("cancel of %s not announced (%s); the worker will see the flag", turn_id, exc)
+        async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+            await redis.publish(cancel_channel(), turn_id)
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("cancel of %s not announced (%s); the holder will read the flag", turn_id, exc)
 
 
-async def _cancel_awaiting(
+async def _cancel_parked(
     db: Database, redis: aioredis.Redis, sink: EventSink, turn_id: str, holder: str
-) -> None:
+) -> str | None:
     turn = await db.read(lambda s: s.get(Turn, turn_id))
     assert turn is not None
     for _ in range(LEASE_ATTEMPTS):
@@ -76,56 +88,15 @@ async def _cancel_awaiting(
         if lease is not None:
             break
         await asyncio.sleep(0.05)
-    else:  # a worker holds the agent: it will find the flag when it runs the turn
-        await db.run(_flag, turn_id)
+    else:  # a worker holds the agent: it ends the flagged turn cancelled
         await _announce(redis, turn_id)
-        return
+        return None
     writer = ThreadWriter(db, lease, sink)
     try:
-        events = await db.read(_closing_events, turn_id)
-        if events is None:  # it moved on while we took the lease
-            await db.run(_flag, turn_id)
-            return
-        await writer.append(
-            turn_id,
-            events,
-            turn_changes=turn_changes_for_end("cancelled", cancel_requested=True),
-            also=lambda s: _drop_requests(s, turn_id),
-            release=True,
-        )
-    finally:
+        turn_events = await db.read(events_of_turn, turn.agent_id, turn_id)
+        await writer.end_turn(turn_id, turn_events, Ending.cancelled())
+    except (TurnNotOpen, LeaseLost):  # it ended meanwhile, or the next holder ends it
         await db.run(release_lease, lease)
-
-
-def _flag(session: Session, turn_id: str) -> None:
-    session.connection().execute(
-        update(Turn).where(col(Turn.id) == turn_id).values(cancel_requested=True)
-    )
-
-
-def _closing_events(session: Session, turn_id: str) -> list[NewEvent] | None:
-    turn = session.get(Turn, turn_id)
-    if turn is None or turn.status not in ("queued", "awaiting_approval"):
         return None
-    events = list(session.exec(select(ThreadEvent).where(ThreadEvent.turn_id == turn_id)))
-    done = {e.data["tool_call_id"] for e in events if e.type == "tool_result"}
-    closing = [
-        NewEvent.of(
-            "tool_result",
-            tool_call_id=e.data["tool_call_id"],
-            status="aborted",
-            content="The turn was cancelled before this call ran.",
-        )
-        for e in events
-        if e.type == "tool_call" and e.data["tool_call_id"] not in done
-    ]
-    closing.append(NewEvent.of("turn_cancelled", reason="cancelled by the user"))
-    return closing
-
-
-def _drop_requests(session: Session, turn_id: str) -> None:
-    session.connection().execute(
-        update(Approval)
-        .where(col(Approval.turn_id) == turn_id, col(Approval.decision).is_(None))
-        .values(decision="cancelled", decided_at=utcnow())
-    )
+    # The parked turn blocked the agent: the turns queued behind it may run now.
+    return turn.agent_id if writer.runnable_after_release else None

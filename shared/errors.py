@@ -10,6 +10,7 @@
     ├── Conflict                        conflict (409)
     │   ├── TurnNotOpen                 turn_not_open
     │   ├── TurnNotCancellable          turn_not_cancellable
+    │   ├── TurnCancelled               turn_cancelled (a decision after the turn's cancel)
     │   ├── ApprovalAlreadyDecided      approval_already_decided
     │   ├── IdempotencyKeyReused        idempotency_key_reused
     │   └── AlreadyExists               already_exists
@@ -111,6 +112,12 @@ class TurnNotOpen(Conflict):
 
 class TurnNotCancellable(Conflict):
     code = "turn_not_cancellable"
+
+
+class TurnCancelled(Conflict):
+    """A decision on a tool call whose turn's cancel was accepted first: nothing runs."""
+
+    code = "turn_cancelled"
 
 
 class ApprovalAlreadyDecided(Conflict):

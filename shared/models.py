@@ -116,8 +116,16 @@ class Turn(SQLModel, table=True):
     finished_at: datetime | None = None
 
 
+# The decision recorded on a request whose turn ended before anyone decided it.
+CLOSED_DECISION = "closed"
+
+
 class Approval(SQLModel, table=True):
-    """A tool call waiting for (or given) a decision; one per ``(agent_id, tool_call_id)``."""
+    """A tool call waiting for (or given) a decision; one per ``(agent_id, tool_call_id)``.
+
+    ``decision``: ``allow_once``, ``allow_session`` or ``deny``; ``CLOSED_DECISION``
+    when its turn ended first (cancelled, failed).
+    """
 
     __tablename__ = "approval"
     agent_id: str = Field(primary_key=True)

@@ -15,10 +15,20 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
 from shared.db import Database
+from shared.endings import Ending
 from shared.errors import AgentNotFound, TurnNotOpen
 from shared.events import Envelope, NewEvent, StoredEvent
 from shared.leases import Lease, fence_seqs, release_lease, renew_lease
-from shared.models import ChatSession, Thread, ThreadEvent, Turn, table, utcnow
+from shared.models import (
+    CLOSED_DECISION,
+    Approval,
+    ChatSession,
+    Thread,
+    ThreadEvent,
+    Turn,
+    table,
+    utcnow,
+)
 from shared.sink import EventSink
 from shared.sql import Prepared
 
@@ -54,7 +64,21 @@ _UPDATE_OPEN_TURN = update(_TURNS).where(
     _TURNS.c.id == bindparam("turn_key"), _TURNS.c.status.in_(OPEN_STATUSES)
 )
 # One statement per set of changed columns (a handful: start, end, suspend...).
-_UPDATE_OPEN_TURN_SETTING: dict[frozenset[str], Prepared] = {}
+_UPDATE_OPEN_TURN_SETTING: dict[tuple[frozenset[str], bool], Prepared] = {}
+_TURN_FLAG = Prepared(
+    select(_TURNS.c.status, _TURNS.c.cancel_requested).where(_TURNS.c.id == bindparam("turn_id"))
+)
+_TURN_EVENTS = Prepared(
+    select(*_EVENT_COLUMNS)
+    .where(_EVENTS.c.thread_id == bindparam("thread_id"), _EVENTS.c.turn_id == bindparam("turn_id"))
+    .order_by(_EVENTS.c.seq)
+)
+_APPROVALS = table(Approval)
+_CLOSE_REQUESTS = Prepared(
+    update(_APPROVALS)
+    .where(_APPROVALS.c.turn_id == bindparam("turn_id"), _APPROVALS.c.decision.is_(None))
+    .values(decision=CLOSED_DECISION, decided_at=bindparam("decided_at"))
+)
 _SESSIONS = table(ChatSession)
 _ALLOCATE_SESSION_SEQS = Prepared(
     update(_SESSIONS)
@@ -72,8 +96,19 @@ def append_events(
     published_seq: int,
 ) -> list[StoredEvent]:
     """Append under the lease (raises LeaseLost) and return the stored events."""
+    last_seq = fence_seqs(session, lease, len(events), published_seq)
+    return _store_events(session, lease, turn_id, events, last_seq)
+
+
+def _store_events(
+    session: Session,
+    lease: Lease,
+    turn_id: str | None,
+    events: Sequence[NewEvent],
+    last_seq: int,
+) -> list[StoredEvent]:
+    """Insert events whose seqs the fence allocated, ending at ``last_seq``."""
     count = len(events)
-    last_seq = fence_seqs(session, lease, count, published_seq)
     if not count:
         return []
     last_session_seq = _ALLOCATE_SESSION_SEQS.execute(
@@ -110,13 +145,64 @@ def update_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None
         raise TurnNotOpen(f"turn {turn_id} has already ended")
 
 
-def _update_open_turn(columns: frozenset[str]) -> Prepared:
-    prepared = _UPDATE_OPEN_TURN_SETTING.get(columns)
+def _update_open_turn(columns: frozenset[str], *, unless_cancelled: bool = False) -> Prepared:
+    key = (columns, unless_cancelled)
+    prepared = _UPDATE_OPEN_TURN_SETTING.get(key)
     if prepared is None:
         values = {c: bindparam(f"new_{c}", type_=_TURNS.c[c].type) for c in sorted(columns)}
-        prepared = Prepared(_UPDATE_OPEN_TURN.values(values))
-        _UPDATE_OPEN_TURN_SETTING[columns] = prepared
+        statement = _UPDATE_OPEN_TURN.values(values)
+        if unless_cancelled:
+            statement = statement.where(_TURNS.c.cancel_requested.is_(False))
+        prepared = Prepared(statement)
+        _UPDATE_OPEN_TURN_SETTING[key] = prepared
     return prepared
+
+
+def _change_unless_cancelled(session: Session, turn_id: str, changes: dict[str, Any]) -> bool:
+    """Change the open turn unless its cancel was accepted; False when it was.
+
+    The UPDATE takes the turn's row lock, the lock a cancel and a decision take,
+    so a cancel either committed its flag before (False here) or waits and then
+    finds the turn changed. Raises TurnNotOpen once the turn has ended.
+    """
+    params = {"turn_key": turn_id, **{f"new_{c}": v for c, v in changes.items()}}
+    if _update_open_turn(frozenset(changes), unless_cancelled=True).run(session, params) == 1:
+        return True
+    row = _TURN_FLAG.execute(session, {"turn_id": turn_id}).first()
+    if row is None or row[0] not in OPEN_STATUSES:
+        raise TurnNotOpen(f"turn {turn_id} has already ended")
+    return False
+
+
+def requeue_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> bool:
+    """Hand a started turn back to the queue; False (and unchanged) when it was cancelled."""
+    return _change_unless_cancelled(session, turn_id, {"status": "queued", **changes})
+
+
+def end_turn_row(
+    session: Session, turn_id: str, ending: Ending, turn_events: Sequence[StoredEvent]
+) -> Ending:
+    """Record ``ending`` on the turn's row; returns it, or its cancelled form when the
+    turn's cancel was accepted first. Raises TurnNotOpen once the turn has ended."""
+    if ending.status == "cancelled":
+        update_turn(session, turn_id, ending.turn_changes(turn_events))
+        return ending
+    if _change_unless_cancelled(session, turn_id, ending.turn_changes(turn_events)):
+        return ending
+    cancelled = ending.as_cancelled()
+    update_turn(session, turn_id, cancelled.turn_changes(turn_events))
+    return cancelled
+
+
+def events_of_turn(session: Session, thread_id: str, turn_id: str) -> list[StoredEvent]:
+    """One turn's events, in order."""
+    rows = _TURN_EVENTS.execute(session, {"thread_id": thread_id, "turn_id": turn_id})
+    return [StoredEvent(*row) for row in rows.all()]
+
+
+def close_requests(session: Session, turn_id: str) -> None:
+    """Mark the turn's undecided approval requests closed: they will never be decided."""
+    _CLOSE_REQUESTS.run(session, {"turn_id": turn_id, "decided_at": utcnow()})
 
 
 def events_after(session: Session, thread_id: str, after: int, limit: int) -> list[StoredEvent]:
@@ -166,11 +252,10 @@ def set_thread_meta(session: Session, thread_id: str, changes: dict[str, Any]) -
 class ThreadWriter:
     """Appends a lease holder's events: commit under the fence, then publish.
 
-    ``turn_changes`` and ``release`` ride in the append's transaction, so a
-    turn's closing event, its row and the lease's release commit together.
-    A holder that will run the agent's next turn itself sets ``hold``: a
-    releasing append then keeps the lease when a turn is runnable (renewed
-    for ``hold_s``), and the holder goes on without a new claim.
+    ``end_turn`` commits a turn's closing events, its row and the lease's
+    release together. A holder that will run the agent's next turn itself
+    sets ``hold``: a turn's ending then keeps the lease when a turn is runnable
+    (renewed for ``hold_s``), and the holder goes on without a new claim.
     """
 
     db: Database
@@ -196,12 +281,31 @@ class ThreadWriter:
         *,
         turn_changes: dict[str, Any] | None = None,
         also: Callable[[Session], None] | None = None,
-        release: bool = False,
     ) -> list[StoredEvent]:
-        hold = release and self.hold()
-        rows = await self.db.run(
-            self._commit, turn_id, list(events), turn_changes, also, release, hold
+        """Append (with ``turn_changes`` and ``also`` in the same transaction); raises
+        LeaseLost, or TurnNotOpen when the turn to change has ended."""
+        rows = await self.db.run(self._commit, turn_id, list(events), turn_changes, also)
+        self._publish(rows)
+        return rows
+
+    async def end_turn(
+        self, turn_id: str, turn_events: Sequence[StoredEvent], ending: Ending
+    ) -> tuple[list[StoredEvent], Ending]:
+        """Commit ``ending`` and release the lease (or hold it over), in one transaction.
+
+        ``turn_events`` are the turn's events so far: its open calls get their
+        aborted results beside the closing event. Returns the events stored and
+        the ending as recorded: cancelled when the turn's cancel was accepted
+        first. Raises LeaseLost, or TurnNotOpen when the turn had already ended.
+        """
+        hold = self.hold()
+        rows, ending = await self.db.run(
+            self._commit_ending, turn_id, list(turn_events), ending, hold
         )
+        self._publish(rows)
+        return rows, ending
+
+    def _publish(self, rows: list[StoredEvent]) -> None:
         if rows:
             # Not awaited: the publisher keeps the order. The events count as published
             # (for the next fence) once Redis took them; until then a new holder would
@@ -210,7 +314,6 @@ class ThreadWriter:
             self.sink.publish_nowait(
                 [row.envelope() for row in rows], on_sent=lambda: self._published(last)
             )
-        return rows
 
     def _published(self, seq: int) -> None:
         self.published_seq = max(self.published_seq, seq)
@@ -222,8 +325,6 @@ class ThreadWriter:
         events: list[NewEvent],
         turn_changes: dict[str, Any] | None,
         also: Callable[[Session], None] | None,
-        release: bool,
-        hold: bool,
     ) -> list[StoredEvent]:
         rows = append_events(session, self.lease, turn_id, events, self.published_seq)
         if turn_changes and turn_id is not None:
@@ -232,13 +333,32 @@ class ThreadWriter:
             also(session)
         if rows:
             self.last_seq = rows[-1].seq
-        if release:
-            published_seq = rows[-1].seq if rows else self.published_seq
-            if hold:
-                self._hold_or_release_in(session, published_seq)
-            else:
-                self.release_in(session, published_seq)
         return rows
+
+    def _commit_ending(
+        self,
+        session: Session,
+        turn_id: str,
+        turn_events: list[StoredEvent],
+        ending: Ending,
+        hold: bool,
+    ) -> tuple[list[StoredEvent], Ending]:
+        events = ending.events(turn_events)
+        # The fence first (the thread row, then the turn row: every transaction that
+        # takes both takes them in that order). A cancelled form has as many events.
+        last_seq = fence_seqs(session, self.lease, len(events), self.published_seq)
+        recorded = end_turn_row(session, turn_id, ending, turn_events)
+        if recorded is not ending:
+            events = recorded.events(turn_events)
+        rows = _store_events(session, self.lease, turn_id, events, last_seq)
+        if any(e.type == "tool_approval_request" for e in turn_events):
+            close_requests(session, turn_id)
+        self.last_seq = rows[-1].seq
+        if hold:
+            self._hold_or_release_in(session, self.last_seq)
+        else:
+            self.release_in(session, self.last_seq)
+        return rows, recorded
 
     def release_in(self, session: Session, published_seq: int | None = None) -> None:
         """Release the lease in ``session``'s transaction, then read whether a turn waits.

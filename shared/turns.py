@@ -8,9 +8,7 @@ cancelled; awaiting_approval -> queued | cancelled.
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import Session, col, select
@@ -21,13 +19,13 @@ from shared.errors import (
     ApprovalAlreadyDecided,
     ApprovalNotFound,
     IdempotencyKeyReused,
+    TurnCancelled,
     TurnNotFound,
 )
 from shared.models import Approval, SessionGrant, Thread, Turn, new_id, table, utcnow
 from shared.sql import Prepared
 from shared.threads import OPEN_STATUSES, get_thread
 
-FINISHED_STATUSES = ("completed", "failed", "cancelled")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
@@ -63,6 +61,12 @@ def enqueue_turn(
     Raises AgentNotFound, AgentQueueFull or IdempotencyKeyReused.
     """
     digest = request_hash(content)
+    # Taking the next position first locks the agent's thread row: enqueues of one agent
+    # queue here, so a retry with the same key sees the turn a racing twin committed.
+    taken = _NEXT_POSITION.execute(session, {"agent_id": agent_id}).first()
+    if taken is None:
+        raise AgentNotFound(f"agent {agent_id!r} does not exist")
+    session_id, position = taken
     if idempotency_key is not None:
         earlier = session.exec(
             select(Turn).where(Turn.agent_id == agent_id, Turn.idempotency_key == idempotency_key)
@@ -82,11 +86,6 @@ def enqueue_turn(
         raise AgentQueueFull(
             f"agent {agent_id} already has {queued} queued turns: wait for some to finish"
         )
-    # Taking the next position also tells whether the agent exists, and its session.
-    taken = _NEXT_POSITION.execute(session, {"agent_id": agent_id}).first()
-    if taken is None:
-        raise AgentNotFound(f"agent {agent_id!r} does not exist")
-    session_id, position = taken
     turn = Turn(
         id=new_id("turn"),
         agent_id=agent_id,
@@ -172,42 +171,53 @@ def pending_count(session: Session, turn_id: str) -> int:
 def decide(session: Session, agent_id: str, tool_call_id: str, decision: str) -> list[str]:
     """Record a decision; returns the agents whose turns it re-queued (to kick).
 
-    Raises ApprovalNotFound or ApprovalAlreadyDecided (the loser of a race).
+    Raises ApprovalNotFound, TurnCancelled (its turn's cancel came first: nothing
+    runs) or ApprovalAlreadyDecided (the loser of a race).
     """
     approval = session.get(Approval, (agent_id, tool_call_id))
     if approval is None:
         raise ApprovalNotFound(f"agent {agent_id} has no approval request {tool_call_id!r}")
-    decided = [approval]
-    lock_turn(session, approval.turn_id)
+    # The turn's row lock orders this decision against a cancel of the turn.
+    if lock_turn(session, approval.turn_id).cancel_requested:
+        raise TurnCancelled(f"the turn of tool call {tool_call_id} was cancelled")
     session.refresh(approval)
     if approval.decision is not None:
         raise ApprovalAlreadyDecided(f"tool call {tool_call_id} was already decided")
+    decided = [approval]
     if decision == "allow_session":
         if session.get(SessionGrant, (approval.session_id, approval.tool)) is None:
             session.add(SessionGrant(session_id=approval.session_id, tool=approval.tool))
-        decided += list(
-            session.exec(
-                select(Approval).where(
-                    Approval.session_id == approval.session_id,
-                    Approval.tool == approval.tool,
-                    col(Approval.decision).is_(None),
-                    Approval.tool_call_id != tool_call_id,
-                )
-            )
-        )
+        decided += _pending_for_tool(session, approval)
     now = utcnow()
     for row in decided:
         row.decision, row.decided_at = decision, now
         session.add(row)
     session.flush()
     kicked = []
-    for turn_id in {row.turn_id for row in decided}:
+    for turn_id in sorted({row.turn_id for row in decided}):  # one lock order for every decider
         turn = lock_turn(session, turn_id)
         if turn.status == "awaiting_approval" and pending_count(session, turn_id) == 0:
             turn.status = "queued"
             session.add(turn)
             kicked.append(turn.agent_id)
     return kicked
+
+
+def _pending_for_tool(session: Session, approval: Approval) -> list[Approval]:
+    """The session's other undecided requests for the approval's tool, of turns not cancelled."""
+    return list(
+        session.exec(
+            select(Approval)
+            .join(Turn, col(Turn.id) == Approval.turn_id)
+            .where(
+                Approval.session_id == approval.session_id,
+                Approval.tool == approval.tool,
+                col(Approval.decision).is_(None),
+                Approval.tool_call_id != approval.tool_call_id,
+                col(Turn.cancel_requested).is_(False),
+            )
+        )
+    )
 
 
 def pending_approvals(
@@ -248,11 +258,3 @@ def agents_needing_kick(session: Session, now: float, limit: int = 1000) -> list
         .limit(limit)
     )
     return list(rows)
-
-
-def now_s() -> float:
-    return time.time()
-
-
-def turn_changes_for_end(status: str, **fields: Any) -> dict[str, Any]:
-    return {"status": status, "finished_at": utcnow(), **fields}

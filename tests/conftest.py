@@ -44,9 +44,15 @@ def _pg_migrated() -> str:
     return PG_URL
 
 
+# A test marked with this runs on both databases in one pytest run (races marked slow run
+# in CI's one slow stage, yet must be raced on SQLite and on PostgreSQL).
+ON_BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if USE_POSTGRES:
+    kind = getattr(request, "param", "postgres" if USE_POSTGRES else "sqlite")
+    if kind == "postgres":
         url: str = request.getfixturevalue("_pg_migrated")
         db = Database(url)
         with db.engine.connect() as conn:

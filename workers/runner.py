@@ -22,15 +22,16 @@ from shared.agents.agent import Agent, CancelReason, TurnOutcome
 from shared.agents.factory import rehydrate_agent
 from shared.agents.thread_store import EventCache, ThreadState, load_thread_state
 from shared.db import Database
+from shared.endings import Ending
 from shared.errors import BobbinError, LeaseLost, WorkerLost
-from shared.events import NewEvent, StoredEvent
+from shared.events import StoredEvent
 from shared.leases import Lease, acquire_lease, renew_lease
 from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
-from shared.threads import ThreadWriter, events_after, has_runnable_turn
-from shared.turns import cancel_requested, head_open_turn, turn_changes_for_end
+from shared.threads import ThreadWriter, events_after, has_runnable_turn, requeue_turn
+from shared.turns import cancel_requested, head_open_turn
 from workers.balance import LoadBoard
 from workers.metrics import WorkerMetrics
 
@@ -185,20 +186,22 @@ async def _run_head(
 async def _run_turn(
     resources: Resources, state: WorkerState, writer: ThreadWriter, claim: _Claim, turn: Turn
 ) -> None:
+    assert claim.thread is not None
+    turn_events = [e for e in claim.thread.events if e.turn_id == turn.id]
     # A running head turn: its worker was lost before the sweeper noticed.
     lost = turn.status == "running"
-    if lost and await _recover_lost_attempt(writer, turn, resources.settings.max_attempts) is None:
-        state.metrics.turn_ran("failed", None)  # worker_lost: its running time died with it
+    if lost and not await _recover_lost_attempt(resources, writer, turn, turn_events):
+        state.metrics.turn_ran("failed", None)  # its running time died with its worker
         return
     if turn.started_at is None:
         state.metrics.turn_first_started(turn.created_at)
     running_before_s, began = turn.running_s, time.monotonic()
     agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
-    task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
-    state.active[turn.id] = ActiveTurn(agent, task)
     if turn.id in state.early_cancels or turn.cancel_requested:
         state.early_cancels.discard(turn.id)
-        state.cancel(turn.id, CancelReason.USER)
+        agent.cancel_reason = CancelReason.USER  # the agent ends the turn cancelled at once
+    task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
+    state.active[turn.id] = ActiveTurn(agent, task)
     renewer = asyncio.create_task(_keep_lease(resources, state, writer.lease, turn.id))
     status = "failed"
     try:
@@ -217,7 +220,7 @@ async def _run_turn(
             status = "cancelled" if agent.cancel_reason is CancelReason.USER else "queued"
     except Exception:
         log.exception("turn %s crashed", turn.id)
-        await _fail_crashed(writer, turn)
+        await _fail_crashed(writer, turn, agent.turn_events(turn.id))
     finally:
         renewer.cancel()
         state.active.pop(turn.id, None)
@@ -254,29 +257,29 @@ async def _publish_unpublished(resources: Resources, writer: ThreadWriter) -> No
     writer.published_seq = lease.seq
 
 
-async def _recover_lost_attempt(writer: ThreadWriter, turn: Turn, max_attempts: int) -> Turn | None:
-    """Count the lost attempt; the last allowed one ends the turn ``worker_lost``."""
+async def _recover_lost_attempt(
+    resources: Resources, writer: ThreadWriter, turn: Turn, turn_events: list[StoredEvent]
+) -> bool:
+    """Count the lost attempt and hand the turn back to run now (True); the last allowed
+    attempt ends it ``worker_lost``, and a turn whose cancel was accepted ends cancelled."""
     turn.attempt += 1
-    if turn.attempt >= max_attempts:
+    if turn.attempt >= resources.settings.max_attempts:
         error = WorkerLost(f"the turn's worker was lost {turn.attempt} times")
-        await writer.append(
-            turn.id,
-            [NewEvent.of("turn_failed", **error.to_dict())],
-            turn_changes=turn_changes_for_end(
-                "failed", error=error.to_dict(), attempt=turn.attempt
-            ),
-        )
-        return None
-    await writer.append(turn.id, [], turn_changes={"attempt": turn.attempt, "status": "queued"})
-    turn.status = "queued"
-    return turn
+        ending = Ending.failed(error, attempt=turn.attempt)
+    elif await writer.transact(_requeue_lost, turn.id, turn.attempt):
+        turn.status = "queued"
+        return True
+    else:  # its cancel was accepted
+        ending = Ending.cancelled()
+    await writer.end_turn(turn.id, turn_events, ending)
+    return False
 
 
-async def _fail_crashed(writer: ThreadWriter, turn: Turn) -> None:
+def _requeue_lost(session: Session, _: ThreadWriter, turn_id: str, attempt: int) -> bool:
+    return requeue_turn(session, turn_id, {"attempt": attempt})
+
+
+async def _fail_crashed(writer: ThreadWriter, turn: Turn, turn_events: list[StoredEvent]) -> None:
     error = BobbinError("the turn stopped on an internal error; see the worker's log")
     with contextlib.suppress(BobbinError):
-        await writer.append(
-            turn.id,
-            [NewEvent.of("turn_failed", **error.to_dict())],
-            turn_changes=turn_changes_for_end("failed", error=error.to_dict()),
-        )
+        await writer.end_turn(turn.id, turn_events, Ending.failed(error))

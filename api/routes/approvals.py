@@ -31,7 +31,8 @@ async def list_pending(session_id: str, db: DbDep, page: PageDep) -> ApprovalLis
 async def decide_call(
     agent_id: str, tool_call_id: str, body: DecisionIn, db: DbDep, kicker: KickerDep
 ) -> DecisionAccepted:
-    """Decide a pending call; a second decision answers 409 ``approval_already_decided``.
+    """Decide a pending call; a second decision answers 409 ``approval_already_decided``,
+    and a decision on a call whose turn was cancelled 409 ``turn_cancelled`` (nothing runs).
 
     ``allow_session`` grants the tool to every agent of the session and allows
     its other pending requests for it; ``deny`` gives the call a ``denied`` result.

@@ -80,11 +80,13 @@ async def list_all(agent_id: str, db: DbDep, page: PageDep) -> TurnList:
 
 
 @router.post("/turns/{turn_id}/cancel", status_code=202)
-async def cancel(turn_id: str, state: StateDep) -> TurnAccepted:
+async def cancel(turn_id: str, state: StateDep, kicker: KickerDep) -> TurnAccepted:
     """Cancel a turn; a queued or awaiting one at once, a running one within a second.
 
-    409 ``turn_not_cancellable`` once it has finished.
+    202 is a promise: the turn ends ``cancelled`` (its streamed text kept, its
+    open tool calls aborted). 409 ``turn_not_cancellable`` once it has finished.
     """
     res = state.resources
-    await cancel_turn(res.db, res.redis, res.sink, turn_id, state.holder)
+    if runnable := await cancel_turn(res.db, res.redis, res.sink, turn_id, state.holder):
+        await kicker.kick(runnable)
     return TurnAccepted(turn=TurnOut.of(await res.db.read(get_turn, turn_id)))

@@ -17,8 +17,9 @@ from enum import StrEnum
 from typing import Any
 
 from shared.agents.conversation import build_conversation
-from shared.agents.thread_store import ThreadStore
+from shared.agents.thread_store import Suspension, ThreadStore
 from shared.configuration import DEFAULT_SYSTEM_PROMPT, Configuration
+from shared.endings import Ending
 from shared.errors import (
     AgentNotInitialized,
     BobbinError,
@@ -33,8 +34,8 @@ from shared.models import Approval, Turn, utcnow
 from shared.providers.base import ModelRequest, Provider, ToolCallRequest
 from shared.providers.registry import ProviderRegistry
 from shared.providers.retry import RetryPolicy, stream_with_retry
+from shared.tool_calls import open_tool_calls
 from shared.tools import Tool, ToolContext, ToolExecutor
-from shared.turns import turn_changes_for_end
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ class TurnOutcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     AWAITING_APPROVAL = "awaiting_approval"
-    REQUEUED = "queued"
     LEASE_LOST = "lease_lost"
 
 
@@ -115,11 +115,15 @@ class Agent:
     async def run_turn(self, turn: Turn) -> TurnOutcome:
         """Run (or continue) ``turn`` until it ends or suspends for approval.
 
+        A turn whose cancel was accepted before it ran here (``cancel_reason``
+        USER set beforehand, or its row's flag) ends cancelled at once.
         Cancellation with ``cancel_reason`` set runs shielded bookkeeping: USER
         ends the turn cancelled, SHUTDOWN hands it back to the queue.
         """
         state = _TurnState(turn)
         try:
+            if self.cancel_reason is CancelReason.USER or turn.cancel_requested:
+                return await self._end(state, Ending.cancelled(usage=self._total_usage(state)))
             await self._start(state)
             budget = self.config.turn_timeout_s - turn.running_s
             async with asyncio.timeout(max(budget, 0.001)):
@@ -196,8 +200,8 @@ class Agent:
         while True:
             pending = await self._settle_calls(state)
             if pending:
-                if await self._suspend(state):
-                    return TurnOutcome.AWAITING_APPROVAL
+                if (suspended := await self._suspend(state)) is not None:
+                    return suspended
                 continue
             if self._rounds_done(state.turn.id) >= self.config.max_tool_rounds:
                 raise MaxToolRoundsExceeded(
@@ -208,11 +212,12 @@ class Agent:
                 return await self._complete(state, text)
             await self._record_calls(state, text, calls)
 
-    def _turn_events(self, turn_id: str) -> list[StoredEvent]:
+    def turn_events(self, turn_id: str) -> list[StoredEvent]:
+        """The events of ``turn_id`` this agent holds (its whole thread is loaded)."""
         return [e for e in self._store.state.events if e.turn_id == turn_id]
 
     def _rounds_done(self, turn_id: str) -> int:
-        rounds = [e.data["round"] for e in self._turn_events(turn_id) if e.type == "tool_call"]
+        rounds = [e.data["round"] for e in self.turn_events(turn_id) if e.type == "tool_call"]
         return max(rounds, default=0)
 
     async def _model_round(self, state: _TurnState) -> tuple[str, list[ToolCallRequest]]:
@@ -288,14 +293,12 @@ class Agent:
 
     async def _settle_calls(self, state: _TurnState) -> bool:
         """Give every call of the turn its result where possible; True if any is pending."""
-        events = self._turn_events(state.turn.id)
-        done = {e.data["tool_call_id"] for e in events if e.type == "tool_result"}
-        requested = {e.data["tool_call_id"] for e in events if e.type == "tool_approval_request"}
-        responded = {e.data["tool_call_id"] for e in events if e.type == "tool_approval_response"}
-        open_calls = [e.data for e in events if e.type == "tool_call"]
-        open_calls = [c for c in open_calls if c["tool_call_id"] not in done]
+        events = self.turn_events(state.turn.id)
+        open_calls = open_tool_calls(events)
         if not open_calls:
             return False
+        requested = {e.data["tool_call_id"] for e in events if e.type == "tool_approval_request"}
+        responded = {e.data["tool_call_id"] for e in events if e.type == "tool_approval_response"}
         decisions = await self._store.decisions(state.turn.id) if requested else {}
         pending = False
         for call in open_calls:
@@ -338,85 +341,58 @@ class Agent:
             [NewEvent.of("tool_result", tool_call_id=call_id, status=status, content=content)],
         )
 
-    async def _suspend(self, state: _TurnState) -> bool:
-        """Suspend for approval unless every decision is already in (then continue)."""
+    async def _suspend(self, state: _TurnState) -> TurnOutcome | None:
+        """Suspend for approval, unless every decision is already in (None: go on) or the
+        turn was cancelled meanwhile (it ends cancelled)."""
         self._state_event(state, "awaiting_approval")
-        return await self._store.suspend(
+        suspension = await self._store.suspend(
             state.turn.id, self._running_s(state), self._total_usage(state)
         )
+        if suspension is Suspension.CANCELLED:
+            return await self._end(state, self._cancelled(state))
+        return TurnOutcome.AWAITING_APPROVAL if suspension is Suspension.SUSPENDED else None
 
     async def _complete(self, state: _TurnState, text: str) -> TurnOutcome:
-        events = [NewEvent.of("agent_message", content=text)] if text else []
-        usage = self._total_usage(state)
-        events.append(NewEvent.of("turn_completed", usage=usage))
-        output = self._last_message(state.turn.id, events)
-        changes = turn_changes_for_end(
-            "completed", output=output, usage=usage, running_s=self._running_s(state)
-        )
-        state.streamed = ""
-        await self._store.append(state.turn.id, events, turn_changes=changes, release=True)
-        return TurnOutcome.COMPLETED
+        ending = Ending.completed(text, self._total_usage(state), self._running_s(state))
+        return await self._end(state, ending)
 
     async def _fail(self, state: _TurnState, error: BobbinError) -> TurnOutcome:
-        events = self._partial_text(state)
-        events.append(NewEvent.of("turn_failed", **error.to_dict()))
-        changes = turn_changes_for_end(
-            "failed",
-            error=error.to_dict(),
+        ending = Ending.failed(
+            error,
+            streamed=state.streamed,
             usage=self._total_usage(state),
-            output=self._last_message(state.turn.id, events),
             running_s=self._running_s(state),
         )
-        if state.turn.started_at is None:  # failed before it began: never entered the thread
-            events = events[-1:]
-        try:
-            await self._store.append(state.turn.id, events, turn_changes=changes, release=True)
+        try:  # called from run_turn's handlers: what this raises would escape them
+            return await self._end(state, ending)
         except LeaseLost:
             return TurnOutcome.LEASE_LOST
-        return TurnOutcome.FAILED
+        except TurnNotOpen:  # cancelled on its row before it could start
+            return TurnOutcome.CANCELLED
 
     async def _on_cancel(self, state: _TurnState) -> None:
         try:
-            if self.cancel_reason == CancelReason.SHUTDOWN:
-                await self._store.requeue(state.turn.id, self._running_s(state))
+            shutdown = self.cancel_reason == CancelReason.SHUTDOWN
+            if shutdown and await self._store.requeue(state.turn.id, self._running_s(state)):
                 return
-            events = self._partial_text(state)
-            events += self._aborted_results(state.turn.id)
-            events.append(NewEvent.of("turn_cancelled", reason="cancelled by the user"))
-            changes = turn_changes_for_end(
-                "cancelled",
-                usage=self._total_usage(state),
-                output=self._last_message(state.turn.id, events),
-                running_s=self._running_s(state),
-            )
-            await self._store.append(state.turn.id, events, turn_changes=changes, release=True)
-        except LeaseLost:
+            await self._end(state, self._cancelled(state))
+        except (LeaseLost, TurnNotOpen):
             pass
 
-    def _partial_text(self, state: _TurnState) -> list[NewEvent]:
-        if not state.streamed:
-            return []
-        return [NewEvent.of("agent_message", content=state.streamed, partial=True)]
+    def _cancelled(self, state: _TurnState) -> Ending:
+        return Ending.cancelled(
+            streamed=state.streamed,
+            usage=self._total_usage(state),
+            running_s=self._running_s(state),
+        )
 
-    def _aborted_results(self, turn_id: str) -> list[NewEvent]:
-        events = self._turn_events(turn_id)
-        done = {e.data["tool_call_id"] for e in events if e.type == "tool_result"}
-        return [
-            NewEvent.of(
-                "tool_result",
-                tool_call_id=e.data["tool_call_id"],
-                status="aborted",
-                content="The turn was cancelled before this call finished.",
-            )
-            for e in events
-            if e.type == "tool_call" and e.data["tool_call_id"] not in done
-        ]
-
-    def _last_message(self, turn_id: str, extra: list[NewEvent]) -> str | None:
-        """The text of the turn's last agent_message, counting events about to be added."""
-        texts = [e.data["content"] for e in self._turn_events(turn_id) if e.type == "agent_message"]
-        texts += [e.data["content"] for e in extra if e.type == "agent_message"]
-        return texts[-1] if texts else None
+    async def _end(self, state: _TurnState, ending: Ending) -> TurnOutcome:
+        """Commit the turn's ending; a turn that never started gets its closing event alone."""
+        started = state.turn.started_at is not None
+        turn_events = self.turn_events(state.turn.id) if started else []
+        state.streamed = ""
+        status = await self._store.end_turn(state.turn.id, turn_events, ending)
+        return TurnOutcome(status)
 
     def _total_usage(self, state: _TurnState) -> dict[str, int]:
         before = state.turn.usage or {}

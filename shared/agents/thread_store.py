@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,13 @@ from sqlmodel import Session
 
 from shared.configuration import Configuration, for_agent
 from shared.db import Database
+from shared.endings import Ending
 from shared.errors import AgentNotFound
 from shared.events import Envelope, NewEvent, StoredEvent
 from shared.models import Approval, ChatSession, Project, SessionGrant, Thread, Turn, table
 from shared.providers.instances import InstanceRead, load_instance_and_credential
 from shared.sql import Prepared
-from shared.threads import ThreadWriter, events_after, update_turn
+from shared.threads import ThreadWriter, events_after, requeue_turn, update_turn
 from shared.turns import add_approval_requests, load_decisions, lock_turn, pending_count
 
 MAX_EVENTS = 10_000_000
@@ -154,14 +156,19 @@ class ThreadStore:
         *,
         turn_changes: dict[str, Any] | None = None,
         approvals: list[Approval] | None = None,
-        release: bool = False,
     ) -> list[StoredEvent]:
         also = (lambda s: add_approval_requests(s, approvals)) if approvals else None
-        rows = await self._writer.append(
-            turn_id, events, turn_changes=turn_changes, also=also, release=release
-        )
+        rows = await self._writer.append(turn_id, events, turn_changes=turn_changes, also=also)
         self.state.events.extend(rows)
         return rows
+
+    async def end_turn(
+        self, turn_id: str, turn_events: Sequence[StoredEvent], ending: Ending
+    ) -> str:
+        """Commit the turn's ending and release the lease; returns the status recorded."""
+        rows, recorded = await self._writer.end_turn(turn_id, turn_events, ending)
+        self.state.events.extend(rows)
+        return recorded.status
 
     def publish(self, envelope: Envelope) -> None:
         self._writer.publish(envelope)
@@ -169,28 +176,40 @@ class ThreadStore:
     async def decisions(self, turn_id: str) -> dict[str, str | None]:
         return await self._db.read(load_decisions, turn_id)
 
-    async def suspend(self, turn_id: str, running_s: float, usage: dict[str, int]) -> bool:
-        """Park the turn awaiting approval and release the lease; False if all are decided."""
+    async def suspend(self, turn_id: str, running_s: float, usage: dict[str, int]) -> Suspension:
+        """Park the turn awaiting approval and release the lease, unless every call is
+        decided already, or the turn's cancel was accepted (it must end cancelled)."""
         return await self._writer.transact(_suspend, turn_id, running_s, usage)
 
-    async def requeue(self, turn_id: str, running_s: float) -> None:
-        """Hand the turn back to the queue (worker shutdown) and release the lease."""
-        await self._writer.transact(_requeue, turn_id, running_s)
+    async def requeue(self, turn_id: str, running_s: float) -> bool:
+        """Hand the turn back to the queue (worker shutdown) and release the lease; False
+        (nothing changed) when the turn's cancel was accepted: it must end cancelled."""
+        return await self._writer.transact(_requeue, turn_id, running_s)
+
+
+class Suspension(Enum):
+    SUSPENDED = "suspended"
+    DECIDED = "decided"  # every decision is in: go on
+    CANCELLED = "cancelled"
 
 
 def _suspend(
     session: Session, writer: ThreadWriter, turn_id: str, running_s: float, usage: dict[str, int]
-) -> bool:
-    lock_turn(session, turn_id)
+) -> Suspension:
+    turn = lock_turn(session, turn_id)
+    if turn.cancel_requested:
+        return Suspension.CANCELLED
     if pending_count(session, turn_id) == 0:
-        return False
+        return Suspension.DECIDED
     update_turn(
         session, turn_id, {"status": "awaiting_approval", "running_s": running_s, "usage": usage}
     )
     writer.release_in(session)
-    return True
+    return Suspension.SUSPENDED
 
 
-def _requeue(session: Session, writer: ThreadWriter, turn_id: str, running_s: float) -> None:
-    update_turn(session, turn_id, {"status": "queued", "running_s": running_s})
+def _requeue(session: Session, writer: ThreadWriter, turn_id: str, running_s: float) -> bool:
+    if not requeue_turn(session, turn_id, {"running_s": running_s}):
+        return False
     writer.release_in(session)
+    return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     turn_timeout_s: float = 900
     shutdown_timeout_s: float = 20
     max_queued_turns: int = 1000
+
+    # Tool processes (bash): the sandbox's network, its process bound, and the opt-in to
+    # run them unsandboxed where no sandbox can be made (shared/tools/sandbox.py).
+    tool_network: bool = False
+    tool_pids_max: int = Field(default=256, ge=8)
+    tool_unsandboxed: bool = False
+    # Internal hosts, addresses or networks (CIDR) url_fetch may reach, comma-separated.
+    url_fetch_allow: str = ""
 
     lease_s: float = 30
     lease_renew_s: float = 10

@@ -7,6 +7,7 @@ own loop, and ``aclose()`` releases everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis.asyncio as aioredis
 
@@ -16,8 +17,10 @@ from shared.crypto import Cipher, check_fingerprint, load_fernet_key
 from shared.db import Database
 from shared.http import HttpPools
 from shared.migrate import migrate
+from shared.outbound import AddressPolicy
 from shared.providers.registry import ProviderRegistry
 from shared.sink import EventSink
+from shared.tools.sandbox import ToolIsolation, detect
 
 
 @dataclass
@@ -29,6 +32,19 @@ class Resources:
     cipher: Cipher
     redis: aioredis.Redis
     sink: EventSink
+
+    @cached_property
+    def outbound(self) -> AddressPolicy:
+        """Where requests a model chooses may go (``BOBBIN_URL_FETCH_ALLOW``)."""
+        return AddressPolicy.parse(self.settings.url_fetch_allow)
+
+    @cached_property
+    def isolation(self) -> ToolIsolation:
+        """The sandbox for tool processes, found at first use (a worker's start)."""
+        s = self.settings
+        return detect(
+            network=s.tool_network, pids_max=s.tool_pids_max, unsandboxed=s.tool_unsandboxed
+        )
 
     async def aclose(self) -> None:
         await self.sink.aclose()

@@ -66,6 +66,7 @@ class WorkerRuntime:
             open_resources(self.settings, loopback=True, concurrency=self.concurrency)
         )
         self._observe(self.resources)
+        _report_isolation(self.resources)
         self.call(self._start_background())
         # Everything loaded so far lives as long as the process: keep the collector off it,
         # so rebuilding a long thread costs time linear in its events.
@@ -169,3 +170,31 @@ class WorkerRuntime:
         if self._stop_metrics is not None:
             self._stop_metrics()
         self.kicks.close(celery=False)  # the app is the worker's own: Celery closes it
+
+
+def _report_isolation(resources: Resources) -> None:
+    """Say at start how tool processes run here (shared/tools/sandbox.py)."""
+    isolation = resources.isolation
+    if isolation.sandbox is not None:
+        sandbox = isolation.sandbox
+        bound = "a pids cgroup" if sandbox.cgroups else "RLIMIT_NPROC"
+        network = "shared" if sandbox.network else "none"
+        log.info(
+            "tool processes run in bwrap (network %s, at most %d processes by %s)",
+            network,
+            sandbox.pids_max,
+            bound,
+        )
+    elif isolation.unsandboxed:
+        log.warning(
+            "BASH RUNS UNSANDBOXED (BOBBIN_TOOL_UNSANDBOXED): commands run as this worker's "
+            "user and can read its secrets, its data and every loopback service; no sandbox "
+            "can be made here: %s",
+            isolation.reason,
+        )
+    else:
+        log.warning(
+            "bash is not offered: no sandbox for tool processes can be made here (%s); "
+            "see docs/security.md, or set BOBBIN_TOOL_UNSANDBOXED=true to run it unsandboxed",
+            isolation.reason,
+        )

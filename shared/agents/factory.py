@@ -22,7 +22,8 @@ async def rehydrate_agent(
         state = await resources.db.read(load_thread_state, writer.lease.thread_id)
     store = ThreadStore(resources.db, writer, state)
     meta = state.meta
-    tools = builtin_tools()
+    isolation = resources.isolation
+    tools = builtin_tools(bash=isolation.offers_bash)
     settings = resources.settings
     return Agent(
         AgentConfig(
@@ -40,7 +41,8 @@ async def rehydrate_agent(
                 # Absolute, not resolved: every tool resolves it (strictly) itself, and
                 # resolving here cost an lstat per path component at every turn.
                 working_directory=store.workspace(settings.data_dir).absolute(),
-                http_client=resources.http.client(),
+                outbound=resources.outbound,
+                isolation=isolation,
             ),
             max_tool_rounds=settings.max_tool_rounds,
             turn_timeout_s=settings.turn_timeout_s,

@@ -8,18 +8,14 @@ from shared.tools.search import FileFind, FileSearch
 from shared.tools.web import UrlFetch
 
 
-def builtin_tools() -> list[Tool]:
-    """Fresh instances of every built-in tool."""
-    return [
-        FileRead(),
-        FileList(),
-        FileFind(),
-        FileSearch(),
-        FileWrite(),
-        FileEdit(),
-        Bash(),
-        UrlFetch(),
-    ]
+def builtin_tools(*, bash: bool = True) -> list[Tool]:
+    """Fresh instances of the built-in tools; ``bash`` only where it can run (a worker
+    without a sandbox for tool processes does not offer it)."""
+    tools: list[Tool] = [FileRead(), FileList(), FileFind(), FileSearch(), FileWrite(), FileEdit()]
+    if bash:
+        tools.append(Bash())
+    tools.append(UrlFetch())
+    return tools
 
 
 __all__ = [

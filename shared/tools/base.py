@@ -15,10 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import httpx2
 from pydantic import BaseModel, ConfigDict
 
+from shared.outbound import AddressPolicy
 from shared.providers.base import ToolSpec
+from shared.tools.sandbox import NOT_ISOLATED, ToolIsolation
 
 
 class ToolFailure(Exception):
@@ -29,12 +30,16 @@ class ToolFailure(Exception):
 class ToolContext:
     """Where and with what a tool call runs; one per turn.
 
-    ``bash_timeout_s`` is both the default and the ceiling of a bash command's
-    timeout; ``output_cap_bytes`` bounds the text a tool returns to the model.
+    ``outbound`` says which internal addresses ``url_fetch`` may reach (none by
+    default); ``isolation`` is the worker's sandbox for tool processes (none by
+    default: then ``bash`` refuses to run). ``bash_timeout_s`` is both the
+    default and the ceiling of a bash command's timeout; ``output_cap_bytes``
+    bounds the text a tool returns to the model.
     """
 
     working_directory: Path
-    http_client: httpx2.AsyncClient | None = None
+    outbound: AddressPolicy = AddressPolicy()
+    isolation: ToolIsolation = NOT_ISOLATED
     bash_timeout_s: float = 120
     output_cap_bytes: int = 64_000
 

@@ -1,11 +1,13 @@
-"""The bash tool: one shell command in the working directory.
+"""The bash tool: one shell command in the working directory, in the sandbox.
 
-The command runs in its own session (so its own process group) with a
-scrubbed environment: the worker's credentials and settings never reach it.
-Its whole process group is killed when it times out, when the turn is
-cancelled, and after it exits (so background jobs do not outlive the call).
-This is hygiene, not a sandbox: the command runs as the worker's user
-(ARCHITECTURE section 8; docs/security.md says how production isolates tools).
+The command runs under ``shared.tools.sandbox`` (its own namespaces, the
+working directory its only writable place, no network, a bound on its
+processes), started with a scrubbed environment, bounded in time and output.
+Every process it starts ends when it ends, when it times out, or when the turn
+is cancelled. A worker that cannot make the sandbox does not offer ``bash``,
+unless its operator opted in to running it unsandboxed
+(``BOBBIN_TOOLS_UNSANDBOXED``): then the command runs as the worker's user in
+its own process group, killed with it, which is hygiene, not isolation.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import contextlib
 import os
 import re
 import signal
-import tempfile
 from pathlib import Path
 
 from pydantic import Field
 
-from shared.tools.base import Tool, ToolContext, ToolInput, ToolResult, completed, failed
+from shared.tools.base import (
+    Tool,
+    ToolContext,
+    ToolFailure,
+    ToolInput,
+    ToolResult,
+    completed,
+    failed,
+)
 from shared.tools.paths import real_root
 
 BASH = "/bin/bash"
@@ -32,11 +41,11 @@ _SECRET_NAME = re.compile(r"^(BOBBIN_|ANTHROPIC_|OPENAI_)|KEY|TOKEN|SECRET|PASSW
 def scrubbed_environment(home: Path) -> dict[str, str]:
     """The only variables a command sees: PATH, LANG, LC_ALL, TERM, HOME and TMPDIR."""
     env = {
-        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "PATH": DEFAULT_PATH,
         "LANG": os.environ.get("LANG") or "C.UTF-8",
         "TERM": "dumb",  # the reader is a model: no colours or cursor control
         "HOME": str(home),
-        "TMPDIR": os.environ.get("TMPDIR") or tempfile.gettempdir(),
+        "TMPDIR": "/tmp",
     }
     if lc_all := os.environ.get("LC_ALL"):
         env["LC_ALL"] = lc_all
@@ -64,26 +73,38 @@ class Bash(Tool):
     async def run(self, args: BashInput, ctx: ToolContext) -> ToolResult:
         cwd = real_root(ctx.working_directory)
         timeout_s = min(args.timeout_s or ctx.bash_timeout_s, ctx.bash_timeout_s)
-        transport, pipe, write_fd = await _output_pipe(ctx.output_cap_bytes)
+        command = [BASH, "-c", args.command]
+        sandbox = ctx.isolation.sandbox
+        if sandbox is not None:
+            async with sandbox.slot() as cgroup:
+                argv = sandbox.argv(command, cwd, cgroup)
+                return await _run(argv, cwd, timeout_s, ctx.output_cap_bytes)
+        if ctx.isolation.unsandboxed:
+            return await _run(command, cwd, timeout_s, ctx.output_cap_bytes)
+        raise ToolFailure(f"bash is not available on this worker: {ctx.isolation.reason}")
+
+
+async def _run(argv: list[str], cwd: Path, timeout_s: float, cap_bytes: int) -> ToolResult:
+    transport, pipe, write_fd = await _output_pipe(cap_bytes)
+    try:
         try:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    BASH,
-                    "-c",
-                    args.command,
-                    cwd=cwd,
-                    env=scrubbed_environment(cwd),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=write_fd,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            finally:
-                os.close(write_fd)
-            exit_code = await _wait(proc, pipe, timeout_s)
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                # The sandbox's first process too starts scrubbed: its environ is readable
+                # from inside (/proc/1/environ).
+                env=scrubbed_environment(cwd),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
-            transport.close()
-        return _result(pipe.output.text(), exit_code, timeout_s)
+            os.close(write_fd)
+        exit_code = await _wait(proc, pipe, timeout_s)
+    finally:
+        transport.close()
+    return _result(pipe.output.text(), exit_code, timeout_s)
 
 
 async def _wait(

@@ -1,8 +1,10 @@
 """The url_fetch tool: GET one http(s) URL and answer its text.
 
-It uses the process's shared HTTP client when the context has one, else a
-short-lived client. The body read is capped; HTML is reduced to its text,
-and non-text content is refused without reading it.
+The URL is the model's choice, so the request goes only where
+``shared.outbound`` allows (never to loopback, private, link-local or metadata
+addresses, redirects included, unless an operator allows them). The body read
+is capped; HTML is reduced to its text, and non-text content is refused
+without reading it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from html.parser import HTMLParser
 import httpx2
 from pydantic import Field
 
+from shared.outbound import OutboundRefused, guarded_get
 from shared.tools.base import (
     Tool,
     ToolContext,
@@ -42,16 +45,30 @@ class UrlFetch(Tool):
     name = "url_fetch"
     description = (
         "Fetch a web page or text document with an HTTP GET and answer its text "
-        "(HTML reduced to text). Only http and https; binary content is refused."
+        "(HTML reduced to text). Only http and https to public addresses; binary "
+        "content is refused."
     )
     Input = UrlFetchInput
 
     async def run(self, args: UrlFetchInput, ctx: ToolContext) -> ToolResult:
         url = _checked_url(args.url)
-        if ctx.http_client is not None:
-            return await _fetch(ctx.http_client, url, ctx.output_cap_bytes)
-        async with httpx2.AsyncClient(timeout=FETCH_TIMEOUT_S) as client:
-            return await _fetch(client, url, ctx.output_cap_bytes)
+        try:
+            async with guarded_get(ctx.outbound, url, timeout_s=FETCH_TIMEOUT_S) as response:
+                content_type = response.headers.get("content-type", "")
+                if not _is_text_type(content_type):
+                    raise ToolFailure(f"{url} is not text (content-type {content_type!r})")
+                body, cut = await _read_capped(response)
+                text = _decode(body, response.charset_encoding, content_type)
+        except OutboundRefused as exc:
+            raise ToolFailure(f"{url} was not fetched: {exc}") from exc
+        except httpx2.HTTPError as exc:
+            raise ToolFailure(f"fetching {url} failed: {type(exc).__name__}: {exc}") from exc
+        if cut:
+            text += f"\n[body cut after {MAX_FETCH_BYTES} bytes]"
+        text = cap_text(text, ctx.output_cap_bytes)
+        if response.is_success:
+            return completed(text)
+        return failed(f"HTTP {response.status_code} {response.reason_phrase}\n{text}")
 
 
 def _checked_url(raw: str) -> httpx2.URL:
@@ -64,26 +81,6 @@ def _checked_url(raw: str) -> httpx2.URL:
     if not url.host:
         raise ToolFailure(f"URL {raw!r} has no host")
     return url
-
-
-async def _fetch(client: httpx2.AsyncClient, url: httpx2.URL, cap_bytes: int) -> ToolResult:
-    try:
-        async with client.stream(
-            "GET", url, follow_redirects=True, timeout=FETCH_TIMEOUT_S
-        ) as response:
-            content_type = response.headers.get("content-type", "")
-            if not _is_text_type(content_type):
-                raise ToolFailure(f"{url} is not text (content-type {content_type!r})")
-            body, cut = await _read_capped(response)
-            text = _decode(body, response.charset_encoding, content_type)
-    except httpx2.HTTPError as exc:
-        raise ToolFailure(f"fetching {url} failed: {type(exc).__name__}: {exc}") from exc
-    if cut:
-        text += f"\n[body cut after {MAX_FETCH_BYTES} bytes]"
-    text = cap_text(text, cap_bytes)
-    if response.is_success:
-        return completed(text)
-    return failed(f"HTTP {response.status_code} {response.reason_phrase}\n{text}")
 
 
 def _is_text_type(content_type: str) -> bool:

@@ -1,6 +1,7 @@
 """Tools, driven by a model through a real worker process: the file tools cannot read or write
 outside the working directory (traversal, absolute paths, symlinks, hard links, NUL bytes),
-and ``bash`` runs with a scrubbed environment, a timeout and an output cap.
+and ``bash`` runs in the sandbox (nothing of the worker, its data or its network), with a
+timeout and an output cap.
 
 (``tests/unit/shared/tools/`` proves each rule on the tool functions; this proves the
 deployed worker applies them, with the worker's own secrets in its environment.)
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -104,15 +106,30 @@ async def test_model_driven_tools_stay_inside_the_working_directory(
     assert before.strip() not in cluster.logs()[next(n for n in cluster.logs() if "worker" in n)]
 
 
-async def test_bash_runs_scrubbed_with_a_timeout_and_an_output_cap(
+async def test_bash_runs_sandboxed_with_a_timeout_and_an_output_cap(
     make_cluster: MakeCluster, tmp_path: Path
 ) -> None:
+    """What a model tried on a worker: its parent's environment, the data directory, the
+    database and Redis and the API on loopback, daemons that outlive the call."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     cluster = make_cluster(workers=1, extra_env=WORKER_SECRETS)
-    assert cluster.llm is not None
+    assert cluster.llm is not None and cluster.settings is not None and cluster.api is not None
+    data_dir = cluster.settings.data_dir
+    ports = [cluster.redis.port, 5432, cluster.api.port]
+    daemon = f"sleep 3{uuid.uuid4().int % 10**6:06d}"
     calls = [
-        ("bash", {"command": "env; cat /proc/self/environ | tr '\\0' '\\n'"}),
+        ("bash", {"command": "env; tr '\\0' '\\n' < /proc/$PPID/environ; cat /proc/*/environ"}),
+        ("bash", {"command": f"ls -la {data_dir}; cat {data_dir}/secret.key {data_dir}/bobbin.db"}),
+        (
+            "bash",
+            {
+                "command": "; ".join(
+                    f"(exec 3<>/dev/tcp/127.0.0.1/{p}) && echo OPEN {p}" for p in ports
+                )
+            },
+        ),
+        ("bash", {"command": f"setsid {daemon} & nohup {daemon} & ( ( {daemon} & ) & ); echo ok"}),
         ("bash", {"command": "sleep 30; echo never", "timeout_s": 1}),
         ("bash", {"command": "yes 0123456789 | head -c 2000000; echo; echo END"}),
     ]
@@ -127,12 +144,19 @@ async def test_bash_runs_scrubbed_with_a_timeout_and_an_output_cap(
         events = (await client.get(f"/v1/agents/{agent}/events")).json()["events"]
 
     assert done["status"] == "completed", done
-    env, slow, flood = [e["data"] for e in events if e["type"] == "tool_result"]
+    env, data, network, daemons, slow, flood = [
+        e["data"] for e in events if e["type"] == "tool_result"
+    ]
     secrets = [*WORKER_SECRETS.values(), cluster.settings.secret_key.get_secret_value()]  # type: ignore[union-attr]
     assert env["status"] == "completed" and "PATH=" in env["content"]
     assert f"HOME={workspace.resolve()}" in env["content"]
     assert not [s for s in secrets if s in env["content"]]
     assert "BOBBIN_" not in env["content"]
+    assert data["content"].count("No such file or directory") == 3, data["content"]
+    assert "OPEN" not in network["content"], network["content"]
+    assert daemons["content"].startswith("ok")
+    host = subprocess.run(["pgrep", "-f", daemon], capture_output=True, text=True)
+    assert host.stdout == "", f"{daemon} outlived its command: {host.stdout}"
     assert slow["status"] == "failed" and "timed out after 1 s" in slow["content"]
     assert "never" not in slow["content"]
     assert took_s < 20  # the 30 s sleep was killed, not waited for

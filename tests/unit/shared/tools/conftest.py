@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from shared.tools import ToolContext, ToolExecutor, ToolResult, builtin_tools
+from shared.tools.sandbox import ToolIsolation, detect
 
 Call = Callable[..., Awaitable[ToolResult]]
 
@@ -26,9 +27,17 @@ def outside(tmp_path: Path) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def isolation() -> ToolIsolation:
+    """The sandbox for tool processes, as a worker on this machine makes it (it must)."""
+    found = detect(network=False, pids_max=64, unsandboxed=False)
+    assert found.sandbox is not None, f"no sandbox for tool processes here: {found.reason}"
+    return found
+
+
 @pytest.fixture
-def ctx(root: Path) -> ToolContext:
-    return ToolContext(working_directory=root)
+def ctx(root: Path, isolation: ToolIsolation) -> ToolContext:
+    return ToolContext(working_directory=root, isolation=isolation)
 
 
 @pytest.fixture

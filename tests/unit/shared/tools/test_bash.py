@@ -1,4 +1,7 @@
-"""bash: a command in the working directory, scrubbed, bounded and killable."""
+"""bash: a command in the working directory, scrubbed, bounded and killable.
+
+The sandbox's own promises (what a command can reach, escapes, a fork bomb) are
+in ``test_sandbox.py``."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import asyncio
 import dataclasses
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,27 +19,41 @@ from shared.tools import ToolContext, ToolExecutor
 from .conftest import Call
 
 
-def process_is_gone(pid: int, wait_s: float = 3.0) -> bool:
-    """Whether ``pid`` has died (a zombie awaiting its reaper counts as dead)."""
+def marked_sleep() -> tuple[str, str]:
+    """A ``sleep`` command that only this test runs, and the marker to find it by."""
+    marker = f"30.{uuid.uuid4().int % 10**9:09d}"
+    return f"sleep {marker}", marker
+
+
+def running(marker: str) -> list[int]:
+    """Host pids whose command line has ``marker`` (pids inside a sandbox are its own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if marker.encode() in cmdline and state not in ("Z", "X"):
+                found.append(int(entry.name))
+    return found
+
+
+def gone(marker: str, wait_s: float = 3.0) -> bool:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state in ("Z", "X"):
+        if not running(marker):
             return True
         time.sleep(0.02)
     return False
 
 
-async def read_pid(path: Path, wait_s: float = 5.0) -> int:
+async def started(marker: str, wait_s: float = 5.0) -> None:
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if path.exists() and (text := path.read_text()).endswith("\n"):
-            return int(text)
+    while not running(marker):
+        assert time.monotonic() < deadline, f"{marker} never started"
         await asyncio.sleep(0.01)
-    raise AssertionError(f"{path} was not written")
 
 
 async def test_bash_answers_combined_output_and_exit_code(call: Call) -> None:
@@ -78,19 +96,18 @@ async def test_bash_environment_carries_no_credentials(
     assert names <= {"PATH", "LANG", "LC_ALL", "TERM", "HOME", "TMPDIR", "PWD", "SHLVL", "_"}
 
 
-async def test_bash_timeout_kills_the_whole_process_group(
-    executor: ToolExecutor, ctx: ToolContext, root: Path
+async def test_bash_timeout_kills_every_process_of_the_command(
+    executor: ToolExecutor, ctx: ToolContext
 ) -> None:
-    started = time.monotonic()
+    sleep, marker = marked_sleep()
+    started_at = time.monotonic()
 
-    result = await executor.execute(
-        "bash", {"command": "sleep 30 & echo $! > child.pid; wait", "timeout_s": 0.5}, ctx
-    )
+    result = await executor.execute("bash", {"command": f"{sleep} & wait", "timeout_s": 0.5}, ctx)
 
     assert result.status == "failed"
     assert "timed out after 0.5 s" in result.content
-    assert time.monotonic() - started < 5
-    assert process_is_gone(await read_pid(root / "child.pid"))
+    assert time.monotonic() - started_at < 5
+    assert gone(marker)
 
 
 async def test_bash_timeout_is_capped_by_the_context(
@@ -104,14 +121,15 @@ async def test_bash_timeout_is_capped_by_the_context(
     assert "timed out after 0.3 s" in result.content
 
 
-async def test_bash_background_jobs_do_not_outlive_the_command(call: Call, root: Path) -> None:
-    started = time.monotonic()
+async def test_bash_background_jobs_do_not_outlive_the_command(call: Call) -> None:
+    sleep, marker = marked_sleep()
+    started_at = time.monotonic()
 
-    result = await call("bash", command="sleep 30 & echo $! > child.pid; echo started")
+    result = await call("bash", command=f"{sleep} & echo started")
 
     assert result.content == "started\n[exit code 0]"
-    assert time.monotonic() - started < 5
-    assert process_is_gone(await read_pid(root / "child.pid"))
+    assert time.monotonic() - started_at < 5
+    assert gone(marker)
 
 
 async def test_bash_output_keeps_its_start_and_end_within_the_cap(
@@ -129,20 +147,18 @@ async def test_bash_output_keeps_its_start_and_end_within_the_cap(
     assert len(result.content.encode()) < 1200
 
 
-async def test_cancelling_bash_kills_its_process_group_and_propagates(
-    executor: ToolExecutor, ctx: ToolContext, root: Path
+async def test_cancelling_bash_kills_every_process_and_propagates(
+    executor: ToolExecutor, ctx: ToolContext
 ) -> None:
-    command = "echo $$ > shell.pid; sleep 30 & echo $! > child.pid; wait"
-    task = asyncio.create_task(executor.execute("bash", {"command": command}, ctx))
-    child = await read_pid(root / "child.pid")
-    shell = await read_pid(root / "shell.pid")
+    sleep, marker = marked_sleep()
+    task = asyncio.create_task(executor.execute("bash", {"command": f"{sleep} & wait"}, ctx))
+    await started(marker)
 
     task.cancel()
 
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert process_is_gone(shell)
-    assert process_is_gone(child)
+    assert gone(marker)
 
 
 async def test_bash_reads_nothing_from_stdin(call: Call) -> None:

@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from shared.events import Envelope
+from shared.events import TURN_CLOSING_TYPES, Envelope
 from shared.keys import session_channel
 
 log = logging.getLogger(__name__)
+ENDED_TURNS_KEPT = 100_000  # per API process: ~10 MB of turn ids
+
+
+Guard = Callable[[], bool]
 
 
 class RedisSink:
@@ -29,14 +34,15 @@ class RedisSink:
     round trips under load and every channel sees the process's order.
     ``publish`` returns once its events were sent; ``publish_nowait`` does not
     wait, calls ``on_sent`` once they were (a writer then counts them
-    published), and drops events while ``max_backlog`` are still unsent
-    (Redis is away).
+    published), drops events whose ``still_current`` says False by the time
+    they go out (a stale holder's tokens), and drops events while
+    ``max_backlog`` are still unsent (Redis is away).
     """
 
     def __init__(self, redis: aioredis.Redis, max_backlog: int = 100_000) -> None:
         self._redis = redis
         self._max_backlog = max_backlog
-        self._backlog: list[Envelope] = []
+        self._backlog: list[tuple[Envelope, Guard | None]] = []
         self._on_sent: list[Callable[[], None]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_task: asyncio.Task[None] | None = None
@@ -45,30 +51,34 @@ class RedisSink:
     async def publish(self, events: Sequence[Envelope]) -> None:
         sent = asyncio.get_running_loop().create_future()
         self._waiters.append(sent)
-        self._queue(events)
+        self._queue(events, None)
         await asyncio.shield(sent)
 
     def publish_nowait(
-        self, events: Sequence[Envelope], on_sent: Callable[[], None] | None = None
+        self,
+        events: Sequence[Envelope],
+        on_sent: Callable[[], None] | None = None,
+        still_current: Guard | None = None,
     ) -> None:
         if len(self._backlog) >= self._max_backlog:
             self.dropped += len(events)
             return
         if on_sent is not None:
             self._on_sent.append(on_sent)
-        self._queue(events)
+        self._queue(events, still_current)
 
-    def _queue(self, events: Sequence[Envelope]) -> None:
-        self._backlog.extend(events)
+    def _queue(self, events: Sequence[Envelope], still_current: Guard | None) -> None:
+        self._backlog.extend((event, still_current) for event in events)
         if self._flush_task is None:
             self._flush_task = asyncio.create_task(self._flush(), name="event-publisher")
 
     async def _flush(self) -> None:
         try:
             while self._backlog or self._waiters:
-                batch, self._backlog = self._backlog, []
+                queued, self._backlog = self._backlog, []
                 on_sent, self._on_sent = self._on_sent, []
                 waiters, self._waiters = self._waiters, []
+                batch = [event for event, current in queued if current is None or current()]
                 try:
                     if await self._send(batch):
                         for callback in on_sent:
@@ -114,7 +124,14 @@ class Subscription:
 
 
 class EventHub:
-    """One Redis subscriber connection per process, reference-counted per session."""
+    """One Redis subscriber connection per process, reference-counted per session.
+
+    While that connection is lost (until it is back and every channel is
+    subscribed again) the hub refuses new subscriptions with a ConnectionError
+    (the API answers 503) instead of handing out a stream that stays silent.
+    It drops the ephemeral events of turns it has seen end: they can only come
+    from an attempt that is no longer the turn's (a holder paused past its lease).
+    """
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
@@ -123,9 +140,17 @@ class EventHub:
         self._confirmed: dict[str, asyncio.Event] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.connected = True
+        self._ended_turns: OrderedDict[str, None] = OrderedDict()
 
     async def subscribe(self, session_id: str, timeout_s: float = 5.0) -> Subscription:
-        """Subscribe; returns once Redis confirmed, so every later publish reaches it."""
+        """Subscribe; returns once Redis confirmed, so every later publish reaches it.
+
+        Raises a Redis ConnectionError while the hub's connection is lost, and
+        TimeoutError when Redis does not confirm within ``timeout_s``.
+        """
+        if not self.connected:
+            raise RedisConnectionError("the event bus lost Redis; it is reconnecting")
         sub = Subscription()
         async with self._lock:
             first = not self._subs[session_id]
@@ -133,7 +158,8 @@ class EventHub:
             if first:
                 self._confirmed[session_id] = asyncio.Event()
                 try:
-                    await self._pubsub.subscribe(session_channel(session_id))
+                    async with asyncio.timeout(timeout_s):  # not redis-py's retries, seconds each
+                        await self._pubsub.subscribe(session_channel(session_id))
                 except BaseException:  # Redis away: leave no subscriber waiting for nothing
                     del self._subs[session_id]
                     self._confirmed.pop(session_id, None)
@@ -177,7 +203,9 @@ class EventHub:
                 raise
             except (RedisError, OSError, ConnectionError) as exc:
                 log.warning("event hub lost Redis (%s); resubscribing", exc)
+                self.connected = False
                 await self._resubscribe()
+                self.connected = True
 
     def _dispatch(self, message: dict[str, object]) -> None:
         channel = message["channel"]
@@ -194,8 +222,22 @@ class EventHub:
             except ValueError:  # not ours: never let one bad message stop every stream
                 log.warning("dropped a malformed message on %s", channel)
                 return
+            if self._is_stale(event):
+                return
             for sub in list(self._subs.get(event.session_id, ())):
                 sub.offer(event)
+
+    def _is_stale(self, event: Envelope) -> bool:
+        """True for an ephemeral event of a turn that has ended; notes turns that end."""
+        if event.turn_id is None:
+            return False
+        if not event.durable:
+            return event.turn_id in self._ended_turns
+        if event.type in TURN_CLOSING_TYPES:
+            self._ended_turns[event.turn_id] = None
+            if len(self._ended_turns) > ENDED_TURNS_KEPT:
+                self._ended_turns.popitem(last=False)
+        return False
 
     async def _resubscribe(self) -> None:
         while True:

@@ -27,6 +27,12 @@ class Lease:
     holder: str
     seq: int
     published_seq: int
+    # Until when (time.monotonic) no one else can have taken it: the holder's own
+    # clock, so a holder that was paused past it knows without asking the database.
+    valid_until: float = 0.0
+
+    def is_current(self) -> bool:
+        return time.monotonic() < self.valid_until
 
 
 # Built once: every turn runs each of these, and building costs more than running.
@@ -65,24 +71,26 @@ _FENCE = Prepared(
 
 def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float) -> Lease | None:
     """Take the lease if it is free or expired; None when someone else holds it."""
-    now = time.time()
+    now, valid_until = time.time(), time.monotonic() + lease_s
     row = _ACQUIRE.execute(
         session, {"thread_id": thread_id, "now": now, "holder": holder, "expires_at": now + lease_s}
     ).first()
     if row is None:
         return None
     token, session_id, seq, published_seq = row
-    return Lease(thread_id, session_id, token, holder, seq, published_seq)
+    return Lease(thread_id, session_id, token, holder, seq, published_seq, valid_until)
 
 
 def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
     """Extend the lease; raises LeaseLost when the token moved on or it was released."""
+    valid_until = time.monotonic() + lease_s
     changed = _RENEW.run(
         session,
         {"thread_id": lease.thread_id, "token": lease.token, "expires_at": time.time() + lease_s},
     )
     if changed != 1:
         raise LeaseLost(f"the lease on {lease.thread_id} was taken over")
+    lease.valid_until = valid_until
 
 
 def release_lease(session: Session, lease: Lease, published_seq: int | None = None) -> None:

@@ -14,10 +14,14 @@ class EventSink(Protocol):
         ...
 
     def publish_nowait(
-        self, events: Sequence[Envelope], on_sent: Callable[[], None] | None = None
+        self,
+        events: Sequence[Envelope],
+        on_sent: Callable[[], None] | None = None,
+        still_current: Callable[[], bool] | None = None,
     ) -> None:
         """Hand events over for delivery after those handed over before; best effort.
-        ``on_sent`` is called once they were delivered (never if they were not)."""
+        ``on_sent`` is called once they were delivered (never if they were not);
+        ``still_current`` is asked when they go out, and False drops them."""
         ...
 
     async def aclose(self) -> None:
@@ -35,9 +39,13 @@ class MemorySink:
         self.events.extend(events)
 
     def publish_nowait(
-        self, events: Sequence[Envelope], on_sent: Callable[[], None] | None = None
+        self,
+        events: Sequence[Envelope],
+        on_sent: Callable[[], None] | None = None,
+        still_current: Callable[[], bool] | None = None,
     ) -> None:
-        self.events.extend(events)
+        if still_current is None or still_current():
+            self.events.extend(events)
         if on_sent is not None:
             on_sent()
 

@@ -405,5 +405,9 @@ class ThreadWriter:
             await self.db.run(self.release_in)
 
     def publish(self, envelope: Envelope) -> None:
-        """Publish an ephemeral event (never persisted), after those before it."""
-        self.sink.publish_nowait([envelope])
+        """Publish an ephemeral event (never persisted), after those before it, while this
+        holder's lease is current: once it may have passed to another holder (this one
+        was paused past it), the attempt is no longer the turn's, nor are its tokens."""
+        lease = self.lease
+        if lease.is_current():
+            self.sink.publish_nowait([envelope], still_current=lease.is_current)

@@ -82,6 +82,14 @@ def test_bobbin_services_share_configuration_by_environment(compose: dict[str, A
     assert envs["worker"]["BOBBIN_WORKER_METRICS_PORT"] == "9808"
 
 
+def test_worker_is_granted_what_the_tool_sandbox_needs(compose: dict[str, Any]) -> None:
+    options = set(compose["services"]["worker"]["security_opt"])
+
+    assert options == {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+    assert "privileged" not in compose["services"]["worker"]
+    assert "cap_add" not in compose["services"]["worker"]
+
+
 def test_compose_refuses_to_start_without_its_secrets() -> None:
     raw = load()
     for name in REQUIRED:

@@ -25,10 +25,10 @@ from api.routes import agents, approvals, events, health, projects, providers, s
 from api.schemas import ErrorOut
 from api.state import ApiState, Kicker
 from shared.bus import EventHub
-from shared.config import Settings, get_settings
 from shared.logging import configure_logging, json_logs_from_env
 from shared.queue import make_celery
 from shared.resources import Resources, open_resources
+from shared.settings import Settings, get_settings
 
 ResourcesFactory = Callable[[Settings], Awaitable[Resources]]
 KEEPALIVE_S = 15.0

@@ -27,9 +27,9 @@ from sqlmodel import Session
 from api.deps import StateDep
 from api.state import ApiState
 from shared.apikeys import ensure_key, verify_key
-from shared.config import Settings
 from shared.db import Database
 from shared.errors import BobbinError, Unauthorized
+from shared.settings import Settings
 
 MAX_KEY_CHARS = 1000
 BOOTSTRAP_KEY_NAME = "bootstrap"

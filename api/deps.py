@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 
 from api.schemas import MAX_INT_CURSOR, MAX_LIST_LIMIT, MAX_NAME_CHARS
 from api.state import ApiState, Kicker
-from shared.bus import EventHub
+from shared.agents.records import AgentRecords
 from shared.db import Database
 from shared.errors import InvalidCursor
 from shared.providers.registry import ProviderRegistry
@@ -38,8 +38,8 @@ def _registry(state: StateDep) -> ProviderRegistry:
     return state.resources.registry
 
 
-def _hub(state: StateDep) -> EventHub:
-    return state.hub
+def _agents(state: StateDep) -> AgentRecords:
+    return AgentRecords(state.resources.db, state.resources.registry)
 
 
 def _kicker(state: StateDep) -> Kicker:
@@ -49,8 +49,8 @@ def _kicker(state: StateDep) -> Kicker:
 ResourcesDep = Annotated[Resources, Depends(_resources)]
 DbDep = Annotated[Database, Depends(_db)]
 RegistryDep = Annotated[ProviderRegistry, Depends(_registry)]
-HubDep = Annotated[EventHub, Depends(_hub)]
 KickerDep = Annotated[Kicker, Depends(_kicker)]
+AgentsDep = Annotated[AgentRecords, Depends(_agents)]
 
 
 def parse_int_cursor(value: str) -> int:

@@ -5,7 +5,7 @@ come from the database and the broker, which every replica sees alike: they
 are refreshed in the background (``refresh_forever``) so a scrape never waits
 on either, and with N replicas each reports the same values (aggregate them
 with ``max``). Worker-side metrics (turn outcomes, durations, time to first
-token, provider errors, tokens) are in ``workers/metrics.py``.
+token, provider errors, tokens) are in ``workers/metrics.py`` and ``workers/instrumentation.py``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from sqlmodel import Session, select
 from shared.keys import celery_queue
 from shared.models import Turn
 from shared.resources import Resources
+from shared.status import IN_PROGRESS, OPEN, TurnStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFRESH_S = 5.0
-IN_PROGRESS = ("running", "awaiting_approval")
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # no _created series beside each counter
@@ -82,8 +82,8 @@ class Metrics:
     async def refresh(self, resources: Resources) -> None:
         """Read the queue figures from the database and the broker once."""
         counts = await resources.db.read(_open_turn_counts)
-        self.queue_depth.set(counts.get("queued", 0))
-        for status in IN_PROGRESS:
+        self.queue_depth.set(counts.get(TurnStatus.QUEUED, 0))
+        for status in sorted(IN_PROGRESS):
             self.in_progress.labels(status).set(counts.get(status, 0))
         queue = celery_queue()
         self.broker_queue.labels(queue).set(await resources.redis.llen(queue))
@@ -112,7 +112,7 @@ class Metrics:
 def _open_turn_counts(session: Session) -> dict[str, int]:
     rows = session.exec(
         select(Turn.status, func.count())
-        .where(Turn.status.in_(("queued", *IN_PROGRESS)))  # type: ignore[attr-defined]
+        .where(Turn.status.in_(sorted(OPEN)))  # type: ignore[attr-defined]
         .group_by(Turn.status)
     ).all()
     return {status: int(count) for status, count in rows}

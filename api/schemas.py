@@ -22,12 +22,13 @@ from pydantic import (
     model_serializer,
 )
 
+from shared.agents.records import AgentView
 from shared.configuration import Configuration
 from shared.events import StoredEvent
 from shared.models import Approval, ChatSession, Project, Turn
 from shared.providers.catalog import CatalogProvider
 from shared.providers.instances import InstanceView
-from shared.sessions import AgentView
+from shared.status import FINISHED
 
 MAX_NAME_CHARS = 200
 MAX_MESSAGE_CHARS = 1_000_000
@@ -301,7 +302,7 @@ class TurnOut(BaseModel):
 
     @classmethod
     def of(cls, turn: Turn) -> TurnOut:
-        shows_error = turn.status in ("failed", "cancelled") and bool(turn.error)
+        shows_error = turn.status in FINISHED and bool(turn.error)
         return cls(
             **turn.model_dump(exclude={"error", "usage"}),
             error=TurnErrorOut.model_validate(turn.error) if shows_error else None,

@@ -28,7 +28,7 @@ from api.state import ApiState
 from shared.bus import Subscription
 from shared.errors import InvalidCursor, ServiceUnavailable
 from shared.events import Envelope, StoredEvent
-from shared.sessions import get_session
+from shared.sessions import get_chat_session
 from shared.threads import events_after, get_thread, session_events_after
 
 PAGE_SIZE = 500
@@ -76,7 +76,7 @@ class StreamTarget:
         """The cursor of the last durable event committed so far."""
         if self.agent_id:
             return get_thread(session, self.agent_id).seq
-        return get_session(session, self.session_id).session_seq
+        return get_chat_session(session, self.session_id).session_seq
 
 
 def sse_frame(event: Envelope, event_id: str) -> str:

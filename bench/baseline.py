@@ -43,8 +43,8 @@ MODEL = "claude-sonnet-4-6"
 def request_params(text: str) -> dict[str, Any]:
     """The body Bobbin's Anthropic provider sends on an agent's first turn."""
     from shared.configuration import DEFAULT_SYSTEM_PROMPT
+    from shared.llm import ChatMessage, ModelRequest
     from shared.providers.anthropic import _request_params
-    from shared.providers.base import ChatMessage, ModelRequest
     from shared.tools import ToolExecutor, builtin_tools
 
     request = ModelRequest(
@@ -58,8 +58,8 @@ def request_params(text: str) -> dict[str, Any]:
 
 def make_app(redis_url: str) -> Celery:
     """Bobbin's own Celery configuration (``shared.queue.make_celery``), on its own queue."""
-    from shared.config import Settings
     from shared.queue import make_celery
+    from shared.settings import Settings
 
     app = make_celery(Settings(redis_url=redis_url))
     app.conf.task_default_queue = QUEUE

@@ -31,8 +31,8 @@ from pydantic import SecretStr
 
 from api.app import HTTP_IMPLEMENTATION
 from shared.apikeys import create_key
-from shared.config import Settings
 from shared.resources import open_database
+from shared.settings import Settings
 from tests.fakellm import FakeLLMProcess, RemoteFakeLLM
 from tests.processes import env_for
 

@@ -4,7 +4,7 @@ In the driver process, on SQLite and on PostgreSQL: threads are filled with
 a realistic mix (a system prompt, then turns of ``user_message``,
 ``turn_started``, ``agent_message`` of ~300 characters, ``turn_completed``,
 every fourth turn with a ``tool_call`` and a ~300-character ``tool_result``).
-Timed, as a worker does it: ``load`` = ``db.read(load_thread_state)``
+Timed, as a worker does it: ``load`` = ``db.read(load_agent_context)``
 (through the database executor), ``construct`` = ``rehydrate_agent`` given the
 loaded state, ``conversation`` = ``build_conversation`` of the events (what
 the first model request needs). ``rebuild`` = the three together, median of
@@ -33,9 +33,9 @@ from sqlmodel import Session
 
 from bench.harness import Bench, Options
 from bench.report import Result, Target
+from shared.agents.context import load_agent_context
 from shared.agents.conversation import build_conversation
 from shared.agents.factory import rehydrate_agent
-from shared.agents.thread_store import load_thread_state
 from shared.events import NewEvent
 from shared.leases import acquire_lease, release_lease
 from shared.resources import Resources, open_resources
@@ -122,15 +122,15 @@ async def _measure(env: Bench, sizes: tuple[int, ...], smoke: bool) -> Result:
             lease = await res.db.run(lambda s, a=agent_id: acquire_lease(s, a, "bench", 600))
             assert lease is not None
             writer = ThreadWriter(res.db, lease, MemorySink())
-            state = await res.db.read(load_thread_state, agent_id)
+            state = await res.db.read(load_agent_context, agent_id)
             assert len(state.events) == size
             repeats = 3 if smoke else max(5, min(100, 20_000 // size))
 
             async def load(a: str = agent_id) -> Any:
-                return await res.db.read(load_thread_state, a)
+                return await res.db.read(load_agent_context, a)
 
             async def load_cached(a: str = agent_id, known: Any = state.events[:-4]) -> Any:
-                return await res.db.read(load_thread_state, a, known)
+                return await res.db.read(load_agent_context, a, known)
 
             async def construct(w: ThreadWriter = writer, s: Any = state) -> Any:
                 return await rehydrate_agent(res, w, None, s)
@@ -139,8 +139,10 @@ async def _measure(env: Bench, sizes: tuple[int, ...], smoke: bool) -> Result:
                 return build_conversation(s.events)
 
             async def rebuild(w: ThreadWriter = writer, a: str = agent_id) -> Any:
-                agent = await rehydrate_agent(res, w, None, await res.db.read(load_thread_state, a))
-                return build_conversation(agent._store.state.events)
+                agent = await rehydrate_agent(
+                    res, w, None, await res.db.read(load_agent_context, a)
+                )
+                return build_conversation(agent.context.events)
 
             parts = {
                 "load": await _median_s(load, repeats),
@@ -153,24 +155,18 @@ async def _measure(env: Bench, sizes: tuple[int, ...], smoke: bool) -> Result:
                 metrics[f"{part}_{size}_ms"] = round(seconds * 1000, 3)
             per_event[size] = parts["rebuild"] / size
         model = "claude-sonnet-4-6"
-        claimed = await res.db.read(load_thread_state, agent_id)  # reads the instance too
+        claimed = await res.db.read(load_agent_context, agent_id)  # reads the instance too
 
         async def provider() -> Any:  # as a worker makes it: from its claim's read
             return await res.registry.create_provider_from_instance_and_model(
-                instance, model, claimed.instance_read
+                instance, model, prefetched=claimed.prefetched
             )
 
         async def provider_reading() -> Any:  # with a read of its own (the CLI, tests)
             return await res.registry.create_provider_from_instance_and_model(instance, model)
 
-        target = await res.registry.resolve(instance, model)
-
-        async def build_only() -> Any:
-            return res.registry._build(target)
-
         metrics["provider_ms"] = round(await _median_s(provider, 300) * 1000, 3)
         metrics["provider_own_read_ms"] = round(await _median_s(provider_reading, 300) * 1000, 3)
-        metrics["provider_build_only_ms"] = round(await _median_s(build_only, 300) * 1000, 3)
     finally:
         gc.unfreeze()
         await res.aclose()

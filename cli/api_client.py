@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import httpx
 
 from cli.common import fail
-from shared.config import Settings
+from shared.settings import Settings
 
 DEV_KEY_FILE = "dev-api-key"
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)  # the API sends keep-alives every 15 s

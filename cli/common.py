@@ -26,11 +26,11 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
-from shared.config import Settings
 from shared.crypto import Cipher
 from shared.db import Database
 from shared.errors import BobbinError
 from shared.resources import open_database
+from shared.settings import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -22,7 +22,6 @@ from cli.api_client import ApiClient, ApiError
 from cli.common import fail
 
 DECISIONS = {"a": "allow_once", "s": "allow_session", "d": "deny"}
-ENDINGS = {"turn_completed", "turn_failed", "turn_cancelled"}
 MAX_RECONNECTS = 5
 STREAM_BREAKS = (httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError)
 PREVIEW_CHARS = 160

@@ -49,12 +49,12 @@ from cli.conversation import converse
 from cli.providers import InstanceSpec, env_instances, list_models, save_instance
 from cli.serve import run_api
 from shared.apikeys import count_active, create_key, verify_key
-from shared.config import Settings
 from shared.crypto import Cipher
 from shared.db import Database
 from shared.models import Project, ProviderInstance
 from shared.providers.catalog import load_catalog
 from shared.sessions import create_project, update_project
+from shared.settings import Settings
 
 HOST = "127.0.0.1"
 GREETING = "Hello! Who are you? Please answer in one short sentence."

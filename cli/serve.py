@@ -17,7 +17,7 @@ from cli.common import (
     one_line_errors,
 )
 from shared.apikeys import count_active
-from shared.config import Settings
+from shared.settings import Settings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

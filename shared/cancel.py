@@ -1,4 +1,4 @@
-"""Cancelling a turn, whatever state it is in (ARCHITECTURE section 2, Cancel).
+"""Cancelling a turn, whatever state it is in (docs/architecture.md, "The lifecycle of a turn").
 
 An accepted cancel is a promise: the turn ends ``cancelled``. It is recorded
 under the turn's row lock, the lock a decision and every turn-ending
@@ -31,7 +31,8 @@ from shared.keys import cancel_channel
 from shared.leases import acquire_lease, release_lease
 from shared.models import Turn, utcnow
 from shared.sink import EventSink
-from shared.threads import OPEN_STATUSES, ThreadWriter, events_of_turn
+from shared.status import OPEN, TurnStatus, transition
+from shared.threads import ThreadWriter, events_of_turn
 from shared.turns import lock_turn
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,16 @@ ANNOUNCE_TIMEOUT_S = 0.5
 
 def _mark_cancel(session: Session, turn_id: str) -> Action:
     turn = lock_turn(session, turn_id)
-    if turn.status not in OPEN_STATUSES:
+    if turn.status not in OPEN:
         raise TurnNotCancellable(f"turn {turn_id} already ended {turn.status}")
-    if turn.status == "queued" and turn.started_at is None:
-        turn.status, turn.finished_at, turn.cancel_requested = "cancelled", utcnow(), True
+    if turn.status == TurnStatus.QUEUED and turn.started_at is None:
+        turn.status = transition(turn.status, TurnStatus.CANCELLED)
+        turn.finished_at, turn.cancel_requested = utcnow(), True
         session.add(turn)
         return "done"
     turn.cancel_requested = True
     session.add(turn)
-    return "signal" if turn.status == "running" else "lease"
+    return "signal" if turn.status == TurnStatus.RUNNING else "lease"
 
 
 async def cancel_turn(

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.errors import ProviderNotConfigured
+
 Policy = Literal["allow", "ask", "deny"]
 
 
@@ -27,11 +29,15 @@ class Configuration(BaseModel):
 AGENT_OVERRIDE_KEYS = ("provider_instance_id", "model_id", "tool_policies", "system_prompt")
 
 
-def effective(*levels: dict[str, Any]) -> Configuration:
-    """Resolve levels ordered from the farthest (project) to the nearest (agent)."""
+def effective(
+    project: dict[str, Any], session: dict[str, Any], agent_meta: dict[str, Any] | None = None
+) -> Configuration:
+    """The configuration in force: the session's over the project's, and the agent's own
+    overrides (kept in its thread's metadata) over both. The one place it is worked out."""
+    agent = {key: (agent_meta or {}).get(key) for key in AGENT_OVERRIDE_KEYS}
     merged: dict[str, Any] = {}
     policies: dict[str, Policy] = {}
-    for level in levels:
+    for level in (project, session, agent):
         for key, value in level.items():
             if value is None or key not in Configuration.model_fields:
                 continue
@@ -42,12 +48,14 @@ def effective(*levels: dict[str, Any]) -> Configuration:
     return Configuration(**merged, tool_policies=policies)
 
 
-def for_agent(
-    project: dict[str, Any], session: dict[str, Any], agent_meta: dict[str, Any]
-) -> Configuration:
-    """An agent's configuration: its overrides (from its metadata) over its session's, its
-    project's."""
-    return effective(project, session, {key: agent_meta.get(key) for key in AGENT_OVERRIDE_KEYS})
+def provider_pair(config: Configuration) -> tuple[str, str]:
+    """The instance and model ``config`` names; raises ProviderNotConfigured without them."""
+    if not config.provider_instance_id or not config.model_id:
+        raise ProviderNotConfigured(
+            "no provider instance and model are configured: set provider_instance_id and "
+            "model_id on the project, the session or the agent"
+        )
+    return config.provider_instance_id, config.model_id
 
 
 def apply_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

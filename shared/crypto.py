@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlmodel import Session
 
-from shared.config import Settings
 from shared.errors import BobbinError
 from shared.models import Meta
+from shared.settings import Settings
 
 HKDF_SALT = b"bobbin-credentials-v1"
 FINGERPRINT_KEY = "secret_key_fingerprint"

@@ -3,7 +3,7 @@
 Every store function is a plain sync function ``fn(session, *args)`` run as
 one transaction on the database executor (one thread for SQLite, a small
 pool for PostgreSQL): measured cheaper than async SQLAlchemy on the event
-loop (ARCHITECTURE section 3). Async code crosses over in ``Database.run``.
+loop (docs/architecture.md, "The execution model"). Async code crosses over in ``Database.run``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
@@ -121,34 +121,50 @@ class Database:
             self.read_engine = self.engine
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bobbin-db")
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """Run ``fn(session, *args)`` as one write transaction on the executor."""
-        return await self.offload(self.run_sync, fn, *args)
+        return await self.offload(self._write, _bound(fn, *args, **kwargs))
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def read(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """Like ``run`` for a transaction that only reads (no write lock on SQLite)."""
-        return await self.offload(self.read_sync, fn, *args)
+        return await self.offload(self._read, _bound(fn, *args, **kwargs))
 
-    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+    async def offload(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args)`` on the executor: several transactions (``run_sync``,
         ``read_sync``) for one hop from the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *args))
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_sync(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``run`` from the executor's own thread (inside ``offload``)."""
+        return self._write(_bound(fn, *args, **kwargs))
+
+    def read_sync(
+        self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``read`` from the executor's own thread (inside ``offload``)."""
+        return self._read(_bound(fn, *args, **kwargs))
+
+    def _write(self, transaction: Callable[[Session], T]) -> T:
         if self._writers is None:
-            return self._transaction(self.engine, fn, *args)
+            return self._transaction(self.engine, transaction)
         with self._writers.turn():
-            return self._transaction(self.engine, fn, *args)
+            return self._transaction(self.engine, transaction)
 
-    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._transaction(self.read_engine, fn, *args)
+    def _read(self, transaction: Callable[[Session], T]) -> T:
+        return self._transaction(self.read_engine, transaction)
 
     @staticmethod
-    def _transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    def _transaction(engine: Engine, fn: Callable[[Session], T]) -> T:
         try:
             with Session(engine, expire_on_commit=False) as session, session.begin():
-                return fn(session, *args)
+                return fn(session)
         except (OperationalError, DBAPIError) as exc:
             if _is_outage(exc):
                 raise ServiceUnavailable("the database is unavailable; retry shortly") from exc
@@ -171,3 +187,16 @@ def _is_outage(exc: DBAPIError) -> bool:
         marker in text
         for marker in ("connection", "could not connect", "server closed", "terminating")
     )
+
+
+def _bound(
+    fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+) -> Callable[[Session], T]:
+    """``fn`` with its arguments, waiting for the transaction's session (named as ``fn``,
+    for traces)."""
+
+    def transaction(session: Session) -> T:
+        return fn(session, *args, **kwargs)
+
+    transaction.__qualname__ = getattr(fn, "__qualname__", transaction.__qualname__)
+    return transaction

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 from shared.errors import BobbinError
 from shared.events import NewEvent, StoredEvent
 from shared.models import utcnow
+from shared.status import TurnStatus
 from shared.tool_calls import aborted_result, open_tool_calls
 
-EndStatus = Literal["completed", "failed", "cancelled"]
 CANCELLED_BY_USER = "cancelled by the user"
 
 
 @dataclass(frozen=True)
 class Ending:
-    status: EndStatus
+    status: TurnStatus  # completed, failed or cancelled
     text: str = ""  # the answer to keep as the turn's last agent_message
     partial: bool = False  # the text was cut short
     error: dict[str, Any] | None = None  # failed: code, message, retryable
@@ -37,7 +37,7 @@ class Ending:
 
     @classmethod
     def completed(cls, text: str, usage: dict[str, int], running_s: float) -> Ending:
-        return cls("completed", text=text, usage=usage, running_s=running_s)
+        return cls(TurnStatus.COMPLETED, text=text, usage=usage, running_s=running_s)
 
     @classmethod
     def failed(
@@ -50,7 +50,7 @@ class Ending:
         attempt: int | None = None,
     ) -> Ending:
         return cls(
-            "failed",
+            TurnStatus.FAILED,
             text=streamed,
             partial=bool(streamed),
             error=error.to_dict(),
@@ -68,12 +68,16 @@ class Ending:
         running_s: float | None = None,
     ) -> Ending:
         return cls(
-            "cancelled", text=streamed, partial=bool(streamed), usage=usage, running_s=running_s
+            TurnStatus.CANCELLED,
+            text=streamed,
+            partial=bool(streamed),
+            usage=usage,
+            running_s=running_s,
         )
 
     def as_cancelled(self) -> Ending:
         """This ending, for a turn whose cancel was accepted first: the text is kept."""
-        return replace(self, status="cancelled", error=None)
+        return replace(self, status=TurnStatus.CANCELLED, error=None)
 
     def events(self, turn_events: Sequence[StoredEvent]) -> list[NewEvent]:
         """What the closing transaction appends; ``turn_events`` are the turn's events so far
@@ -101,14 +105,14 @@ class Ending:
         return changes
 
     def _closing_event(self) -> NewEvent:
-        if self.status == "completed":
+        if self.status == TurnStatus.COMPLETED:
             return NewEvent.of("turn_completed", usage=self.usage)
-        if self.status == "failed":
+        if self.status == TurnStatus.FAILED:
             assert self.error is not None
             return NewEvent.of("turn_failed", **self.error)
         return NewEvent.of("turn_cancelled", reason=CANCELLED_BY_USER)
 
     def _why_aborted(self) -> str:
-        if self.status == "failed" and self.error is not None:
+        if self.status == TurnStatus.FAILED and self.error is not None:
             return f"The turn failed ({self.error['code']}) before this call finished."
         return f"The turn was {self.status} before this call finished."

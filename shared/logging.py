@@ -25,7 +25,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-CONTEXT_FIELDS = ("turn_id", "agent_id", "worker_id")
 SECRET_ENV_VARS = (
     "BOBBIN_SECRET_KEY",
     "BOBBIN_BOOTSTRAP_API_KEY",

@@ -28,8 +28,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from shared.config import Settings
 from shared.keys import celery_queue, kick_pending
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from functools import cached_property
 import redis.asyncio as aioredis
 
 from shared.bus import RedisSink
-from shared.config import Settings
 from shared.crypto import Cipher, check_fingerprint, load_fernet_key
 from shared.db import Database
 from shared.http import HttpPools
 from shared.migrate import migrate
 from shared.outbound import AddressPolicy
-from shared.providers.registry import ProviderRegistry
+from shared.providers.registry import ProviderHook, ProviderRegistry
+from shared.settings import Settings
 from shared.sink import EventSink
 from shared.tools.sandbox import ToolIsolation, detect
 
@@ -76,8 +76,12 @@ async def open_resources(
     sink: EventSink | None = None,
     loopback: bool = True,
     concurrency: int | None = None,
+    provider_hook: ProviderHook | None = None,
 ) -> Resources:
-    """Build the process's resources on the running loop (migrating the database first)."""
+    """Build the process's resources on the running loop (migrating the database first).
+
+    ``provider_hook`` sees every provider the registry makes (a worker's metrics).
+    """
     db, cipher = open_database(settings, loopback=loopback)
     http = HttpPools(concurrency or settings.worker_concurrency)
     # A blocking pool: with hundreds of turns publishing at once, redis-py's default
@@ -92,7 +96,7 @@ async def open_resources(
         settings=settings,
         db=db,
         http=http,
-        registry=ProviderRegistry(db, cipher, http),
+        registry=ProviderRegistry(db, cipher, http, provider_hook),
         cipher=cipher,
         redis=redis,
         sink=sink or RedisSink(redis),

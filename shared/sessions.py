@@ -1,38 +1,20 @@
-"""Projects, sessions and agents: store functions, one transaction each.
+"""Projects and chat sessions, and the thread row that makes an agent: store functions.
 
-An agent is its thread: ``spawn_agent`` writes the thread row and its
-metadata (name and the agent's own overrides) and nothing else. No provider
-is made or cached here: the agent makes its own when a turn starts.
+A chat session (``ChatSession``) is never called ``session`` here: that name is
+the database's. Creating and changing agents, with their provider check, is
+``shared.agents.records``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from shared.configuration import (
-    AGENT_OVERRIDE_KEYS,
-    Configuration,
-    apply_patch,
-    effective,
-    for_agent,
-)
-from shared.errors import Conflict, ProjectNotFound, ProviderNotConfigured, SessionNotFound
-from shared.models import ChatSession, Project, Thread, Turn, new_id
-from shared.threads import get_thread
-
-
-class AgentView(BaseModel):
-    id: str
-    session_id: str
-    name: str
-    provider_instance_id: str | None
-    model_id: str | None
-    status: str
-    overrides: dict[str, Any]
+from shared.configuration import apply_patch
+from shared.errors import Conflict, ProjectNotFound, SessionNotFound
+from shared.models import ChatSession, Project, Thread, new_id
 
 
 def get_project(session: Session, project_id: str) -> Project:
@@ -42,7 +24,7 @@ def get_project(session: Session, project_id: str) -> Project:
     return project
 
 
-def get_session(session: Session, session_id: str) -> ChatSession:
+def get_chat_session(session: Session, session_id: str) -> ChatSession:
     chat = session.get(ChatSession, session_id)
     if chat is None:
         raise SessionNotFound(f"session {session_id!r} does not exist")
@@ -62,12 +44,11 @@ def create_project(
     return project
 
 
-def create_session(
+def create_chat_session(
     session: Session, project_id: str, name: str, configuration: dict[str, Any]
 ) -> tuple[ChatSession, str]:
     """Create the session and spawn its coordinator agent ``<session_id>.1`` with it."""
-    project = get_project(session, project_id)
-    _require_provider(effective(project.configuration, configuration))
+    get_project(session, project_id)
     chat = ChatSession(
         id=new_id("ses"), project_id=project_id, name=name, configuration=configuration
     )
@@ -78,9 +59,11 @@ def create_session(
 
 
 def spawn_agent(session: Session, session_id: str, name: str, overrides: dict[str, Any]) -> Thread:
-    """Create the agent's thread ``<session_id>.<n>``; raises ProviderNotConfigured."""
-    chat = get_session(session, session_id)
-    _require_provider(effective_for(session, chat, overrides))
+    """Write the agent's thread ``<session_id>.<n>``: its name and its own overrides.
+
+    It is only a record: no provider is made or cached here, the agent makes
+    its own when a turn starts.
+    """
     n = (
         session.connection()
         .execute(
@@ -89,75 +72,14 @@ def spawn_agent(session: Session, session_id: str, name: str, overrides: dict[st
             .values(agent_counter=ChatSession.agent_counter + 1)
             .returning(col(ChatSession.agent_counter))
         )
-        .scalar_one()
+        .scalar_one_or_none()
     )
+    if n is None:
+        raise SessionNotFound(f"session {session_id!r} does not exist")
     meta = {"name": name, **{k: v for k, v in overrides.items() if v is not None}}
     thread = Thread(id=f"{session_id}.{n}", session_id=session_id, ordinal=n, meta=meta)
     session.add(thread)
     session.flush()
-    return thread
-
-
-def _require_provider(config: Configuration) -> None:
-    if not config.provider_instance_id or not config.model_id:
-        raise ProviderNotConfigured(
-            "no provider instance and model are configured: set provider_instance_id and "
-            "model_id on the project, the session or the agent"
-        )
-
-
-def effective_for(session: Session, chat: ChatSession, agent_meta: dict[str, Any]) -> Configuration:
-    project = get_project(session, chat.project_id)
-    return for_agent(project.configuration, chat.configuration, agent_meta)
-
-
-def agent_configuration(session: Session, agent_id: str) -> tuple[Thread, Configuration]:
-    thread = get_thread(session, agent_id)
-    chat = get_session(session, thread.session_id)
-    return thread, effective_for(session, chat, thread.meta)
-
-
-def agent_view(session: Session, agent_id: str) -> AgentView:
-    thread, config = agent_configuration(session, agent_id)
-    return AgentView(
-        id=thread.id,
-        session_id=thread.session_id,
-        name=thread.meta.get("name", ""),
-        provider_instance_id=config.provider_instance_id,
-        model_id=config.model_id,
-        status=_agent_status(session, agent_id),
-        overrides={k: thread.meta[k] for k in AGENT_OVERRIDE_KEYS if k in thread.meta},
-    )
-
-
-def _agent_status(session: Session, agent_id: str) -> str:
-    head = session.exec(
-        select(Turn.status)
-        .where(Turn.agent_id == agent_id, col(Turn.status).in_(("running", "awaiting_approval")))
-        .limit(1)
-    ).first()
-    return head or "idle"
-
-
-def list_agents(session: Session, session_id: str, after: int, limit: int) -> list[AgentView]:
-    """Agents in spawn order; ``after`` is the ordinal n of the last agent already seen."""
-    get_session(session, session_id)
-    query = (
-        select(Thread.id)
-        .where(Thread.session_id == session_id, Thread.ordinal > after)
-        .order_by(col(Thread.ordinal))
-        .limit(limit)
-    )
-    return [agent_view(session, agent_id) for agent_id in session.exec(query)]
-
-
-def update_agent(session: Session, agent_id: str, patch: dict[str, Any]) -> Thread:
-    thread = get_thread(session, agent_id)
-    meta = apply_patch(thread.meta, patch)
-    chat = get_session(session, thread.session_id)
-    _require_provider(effective_for(session, chat, meta))
-    thread.meta = meta
-    session.add(thread)
     return thread
 
 
@@ -189,7 +111,7 @@ def delete_project(session: Session, project_id: str) -> None:
     session.delete(project)
 
 
-def list_sessions(
+def list_chat_sessions(
     session: Session, project_id: str, after: str | None, limit: int
 ) -> list[ChatSession]:
     """A project's sessions ordered by id; ``after`` is the id of the last one already seen."""
@@ -205,11 +127,11 @@ def list_sessions(
     return list(session.exec(query))
 
 
-def update_session(
+def update_chat_session(
     session: Session, session_id: str, changes: dict[str, Any], config_patch: dict[str, Any]
 ) -> ChatSession:
     """Set ``changes`` (name) and PATCH the configuration."""
-    chat = get_session(session, session_id)
+    chat = get_chat_session(session, session_id)
     for key, value in changes.items():
         setattr(chat, key, value)
     chat.configuration = apply_patch(chat.configuration, config_patch)

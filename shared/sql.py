@@ -34,6 +34,7 @@ class _Compiled:
     keys: tuple[str, ...]  # the result columns' names
     types: tuple[Any, ...]  # and their SQLAlchemy types
     dialect: Dialect
+    binds_required: tuple[str, ...]
     # A result processor per column, chosen at the first execution: some depend on
     # the driver's type code (psycopg's numerics).
     results: tuple[Processor | None, ...] | None = None
@@ -87,15 +88,30 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
         keys=tuple(column[0] for column in columns),
         types=tuple(column[3] for column in columns),
         dialect=dialect,
+        binds_required=tuple(required),
     )
 
 
+ALL: list[Prepared] = []
+
+
 class Prepared:
-    """A Core statement run on the cursor of a session's connection, in its transaction."""
+    """A Core statement run on the cursor of a session's connection, in its transaction.
+
+    Every instance is kept in ``ALL``, so a test can run each one against
+    SQLAlchemy's own ``session.execute`` and compare (this module reaches into
+    SQLAlchemy's compiler, which only the versions ``pyproject.toml`` pins offer).
+    """
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._by_dialect: dict[str, _Compiled] = {}
+        ALL.append(self)
+
+    def bind_names(self, dialect: Dialect) -> tuple[str, ...]:
+        """The parameters an execution must be given (those with no value of their own)."""
+        compiled = self._for(dialect)
+        return tuple(name for name in compiled.binds_required)
 
     def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._by_dialect.get(dialect.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
@@ -31,9 +31,10 @@ from shared.models import (
 )
 from shared.sink import EventSink
 from shared.sql import Prepared
+from shared.status import OPEN, TurnStatus, predecessors
 
 T = TypeVar("T")
-OPEN_STATUSES = ("queued", "running", "awaiting_approval")
+P = ParamSpec("P")
 
 # Compiled once (shared.sql): these run several times per turn, and SQLAlchemy's
 # execution path costs more than executing them on SQLite.
@@ -56,15 +57,12 @@ _SESSION_EVENTS_AFTER = Prepared(
 _TURNS = table(Turn)
 _HEAD_STATUS = Prepared(
     select(_TURNS.c.status)
-    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(OPEN_STATUSES))
+    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(sorted(OPEN)))
     .order_by(_TURNS.c.position)
     .limit(1)
 )
-_UPDATE_OPEN_TURN = update(_TURNS).where(
-    _TURNS.c.id == bindparam("turn_key"), _TURNS.c.status.in_(OPEN_STATUSES)
-)
 # One statement per set of changed columns (a handful: start, end, suspend...).
-_UPDATE_OPEN_TURN_SETTING: dict[tuple[frozenset[str], bool], Prepared] = {}
+_UPDATE_OPEN_TURN_SETTING: dict[tuple[frozenset[str], str | None, bool], Prepared] = {}
 _TURN_FLAG = Prepared(
     select(_TURNS.c.status, _TURNS.c.cancel_requested).where(_TURNS.c.id == bindparam("turn_id"))
 )
@@ -76,7 +74,7 @@ _TURN_EVENTS = Prepared(
 _APPROVALS = table(Approval)
 _CLOSE_REQUESTS = Prepared(
     update(_APPROVALS)
-    .where(_APPROVALS.c.turn_id == bindparam("turn_id"), _APPROVALS.c.decision.is_(None))
+    .where(_APPROVALS.c.turn_id == bindparam("of_turn"), _APPROVALS.c.decision.is_(None))
     .values(decision=CLOSED_DECISION, decided_at=bindparam("decided_at"))
 )
 _SESSIONS = table(ChatSession)
@@ -137,20 +135,28 @@ def _store_events(
 def update_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None:
     """Change a turn the lease holder runs; raises TurnNotOpen once it has ended.
 
-    The API cancels a queued turn on its row without the lease, so a worker
-    starting that same turn must find out here and roll its start back.
+    A new ``status`` is conditioned on the statuses the lifecycle lets it leave
+    (``shared.status``). The API cancels a queued turn on its row without the
+    lease, so a worker starting that same turn must find out here and roll its
+    start back.
     """
     params = {f"new_{column}": value for column, value in changes.items()}
-    if _update_open_turn(frozenset(changes)).run(session, {"turn_key": turn_id, **params}) != 1:
+    if _update_open_turn(changes).run(session, {"turn_key": turn_id, **params}) != 1:
         raise TurnNotOpen(f"turn {turn_id} has already ended")
 
 
-def _update_open_turn(columns: frozenset[str], *, unless_cancelled: bool = False) -> Prepared:
-    key = (columns, unless_cancelled)
+def _update_open_turn(changes: dict[str, Any], *, unless_cancelled: bool = False) -> Prepared:
+    status = changes.get("status")
+    key = (frozenset(changes), status, unless_cancelled)
     prepared = _UPDATE_OPEN_TURN_SETTING.get(key)
     if prepared is None:
-        values = {c: bindparam(f"new_{c}", type_=_TURNS.c[c].type) for c in sorted(columns)}
-        statement = _UPDATE_OPEN_TURN.values(values)
+        values = {c: bindparam(f"new_{c}", type_=_TURNS.c[c].type) for c in sorted(changes)}
+        leaving = predecessors(TurnStatus(status)) if status else sorted(OPEN)
+        statement = (
+            update(_TURNS)
+            .where(_TURNS.c.id == bindparam("turn_key"), _TURNS.c.status.in_(leaving))
+            .values(values)
+        )
         if unless_cancelled:
             statement = statement.where(_TURNS.c.cancel_requested.is_(False))
         prepared = Prepared(statement)
@@ -166,17 +172,17 @@ def _change_unless_cancelled(session: Session, turn_id: str, changes: dict[str, 
     finds the turn changed. Raises TurnNotOpen once the turn has ended.
     """
     params = {"turn_key": turn_id, **{f"new_{c}": v for c, v in changes.items()}}
-    if _update_open_turn(frozenset(changes), unless_cancelled=True).run(session, params) == 1:
+    if _update_open_turn(changes, unless_cancelled=True).run(session, params) == 1:
         return True
     row = _TURN_FLAG.execute(session, {"turn_id": turn_id}).first()
-    if row is None or row[0] not in OPEN_STATUSES:
+    if row is None or row[0] not in OPEN:
         raise TurnNotOpen(f"turn {turn_id} has already ended")
     return False
 
 
 def requeue_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> bool:
     """Hand a started turn back to the queue; False (and unchanged) when it was cancelled."""
-    return _change_unless_cancelled(session, turn_id, {"status": "queued", **changes})
+    return _change_unless_cancelled(session, turn_id, {"status": TurnStatus.QUEUED, **changes})
 
 
 def end_turn_row(
@@ -184,7 +190,7 @@ def end_turn_row(
 ) -> Ending:
     """Record ``ending`` on the turn's row; returns it, or its cancelled form when the
     turn's cancel was accepted first. Raises TurnNotOpen once the turn has ended."""
-    if ending.status == "cancelled":
+    if ending.status == TurnStatus.CANCELLED:
         update_turn(session, turn_id, ending.turn_changes(turn_events))
         return ending
     if _change_unless_cancelled(session, turn_id, ending.turn_changes(turn_events)):
@@ -202,7 +208,7 @@ def events_of_turn(session: Session, thread_id: str, turn_id: str) -> list[Store
 
 def close_requests(session: Session, turn_id: str) -> None:
     """Mark the turn's undecided approval requests closed: they will never be decided."""
-    _CLOSE_REQUESTS.run(session, {"turn_id": turn_id, "decided_at": utcnow()})
+    _CLOSE_REQUESTS.run(session, {"of_turn": turn_id, "decided_at": utcnow()})
 
 
 def events_after(session: Session, thread_id: str, after: int, limit: int) -> list[StoredEvent]:
@@ -224,27 +230,13 @@ def session_events_after(
 def has_runnable_turn(session: Session, agent_id: str) -> bool:
     """True when the agent's head turn is queued (an awaiting head blocks the agent)."""
     status = _HEAD_STATUS.execute(session, {"agent_id": agent_id}).scalar()
-    return status == "queued"
+    return status == TurnStatus.QUEUED
 
 
 def get_thread(session: Session, thread_id: str) -> Thread:
     thread = session.get(Thread, thread_id)
     if thread is None:
         raise AgentNotFound(f"agent {thread_id!r} does not exist")
-    return thread
-
-
-def set_thread_meta(session: Session, thread_id: str, changes: dict[str, Any]) -> Thread:
-    """Merge ``changes`` into the thread's metadata (``None`` removes a key)."""
-    thread = get_thread(session, thread_id)
-    meta = dict(thread.meta)
-    for key, value in changes.items():
-        if value is None:
-            meta.pop(key, None)
-        else:
-            meta[key] = value
-    thread.meta = meta
-    session.add(thread)
     return thread
 
 
@@ -391,13 +383,19 @@ class ThreadWriter:
         self.lease = replace(self.lease, seq=self.last_seq, published_seq=self.last_seq)
         return self.lease
 
-    async def transact(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(session, lease, *args)`` in one transaction behind the fence."""
-        return await self.db.run(self._fenced, fn, *args)
+    async def transact(
+        self,
+        fn: Callable[Concatenate[Session, ThreadWriter, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(session, self, *args)`` in one transaction behind the fence."""
 
-    def _fenced(self, session: Session, fn: Callable[..., T], *args: Any) -> T:
-        fence_seqs(session, self.lease, 0, self.published_seq)
-        return fn(session, self, *args)
+        def fenced(session: Session) -> T:
+            fence_seqs(session, self.lease, 0, self.published_seq)
+            return fn(session, self, *args, **kwargs)
+
+        return await self.db.run(fenced)
 
     async def release(self) -> None:
         """Give the lease up unless a closing transaction already did."""

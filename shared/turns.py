@@ -1,8 +1,7 @@
-"""Turn rows: enqueue, the agent's head turn, cancel, approvals and the sweeper's queries.
+"""Turn rows: enqueue, reads, the agent's head turn, the row lock, the sweeper's queries.
 
-Statuses and transitions are ARCHITECTURE section 2's: queued -> running |
-cancelled; running -> awaiting_approval | queued | completed | failed |
-cancelled; awaiting_approval -> queued | cancelled.
+Statuses and their transitions are ``shared.status``; approvals are
+``shared.approvals``; how a turn ends is ``shared.endings``.
 """
 
 from __future__ import annotations
@@ -16,15 +15,13 @@ from sqlmodel import Session, col, select
 from shared.errors import (
     AgentNotFound,
     AgentQueueFull,
-    ApprovalAlreadyDecided,
-    ApprovalNotFound,
     IdempotencyKeyReused,
-    TurnCancelled,
     TurnNotFound,
 )
-from shared.models import Approval, SessionGrant, Thread, Turn, new_id, table, utcnow
+from shared.models import Thread, Turn, new_id, table, utcnow
 from shared.sql import Prepared
-from shared.threads import OPEN_STATUSES, get_thread
+from shared.status import OPEN, TurnStatus
+from shared.threads import get_thread
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -37,7 +34,7 @@ _TURNS, _THREADS = table(Turn), table(Thread)
 _QUEUED_COUNT = Prepared(
     select(func.count())
     .select_from(_TURNS)
-    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status == "queued")
+    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status == TurnStatus.QUEUED)
 )
 _NEXT_POSITION = Prepared(
     update(_THREADS)
@@ -122,7 +119,7 @@ def cancel_requested(session: Session, turn_id: str) -> bool:
 
 _HEAD_OPEN_TURN = Prepared(  # every claim runs it
     select(*_TURNS.c)
-    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(OPEN_STATUSES))
+    .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(sorted(OPEN)))
     .order_by(_TURNS.c.position)
     .limit(1)
 )
@@ -134,101 +131,11 @@ def head_open_turn(session: Session, agent_id: str) -> Turn | None:
     return None if row is None else Turn(**row)
 
 
-def load_decisions(session: Session, turn_id: str) -> dict[str, str | None]:
-    rows = session.exec(select(Approval).where(Approval.turn_id == turn_id))
-    return {row.tool_call_id: row.decision for row in rows}
-
-
-def session_grants(session: Session, session_id: str) -> set[str]:
-    rows = session.exec(select(SessionGrant.tool).where(SessionGrant.session_id == session_id))
-    return set(rows)
-
-
-def add_approval_requests(session: Session, requests: list[Approval]) -> None:
-    """Insert requests; a tool the session granted meanwhile is decided at once."""
-    if not requests:
-        return
-    grants = session_grants(session, requests[0].session_id)
-    for request in requests:
-        if request.tool in grants:
-            request.decision, request.decided_at = "allow_session", utcnow()
-        session.add(request)
-
-
 def lock_turn(session: Session, turn_id: str) -> Turn:
     turn = session.exec(select(Turn).where(Turn.id == turn_id).with_for_update()).first()
     if turn is None:
         raise TurnNotFound(f"turn {turn_id!r} does not exist")
     return turn
-
-
-def pending_count(session: Session, turn_id: str) -> int:
-    return session.exec(
-        select(func.count()).where(Approval.turn_id == turn_id, col(Approval.decision).is_(None))
-    ).one()
-
-
-def decide(session: Session, agent_id: str, tool_call_id: str, decision: str) -> list[str]:
-    """Record a decision; returns the agents whose turns it re-queued (to kick).
-
-    Raises ApprovalNotFound, TurnCancelled (its turn's cancel came first: nothing
-    runs) or ApprovalAlreadyDecided (the loser of a race).
-    """
-    approval = session.get(Approval, (agent_id, tool_call_id))
-    if approval is None:
-        raise ApprovalNotFound(f"agent {agent_id} has no approval request {tool_call_id!r}")
-    # The turn's row lock orders this decision against a cancel of the turn.
-    if lock_turn(session, approval.turn_id).cancel_requested:
-        raise TurnCancelled(f"the turn of tool call {tool_call_id} was cancelled")
-    session.refresh(approval)
-    if approval.decision is not None:
-        raise ApprovalAlreadyDecided(f"tool call {tool_call_id} was already decided")
-    decided = [approval]
-    if decision == "allow_session":
-        if session.get(SessionGrant, (approval.session_id, approval.tool)) is None:
-            session.add(SessionGrant(session_id=approval.session_id, tool=approval.tool))
-        decided += _pending_for_tool(session, approval)
-    now = utcnow()
-    for row in decided:
-        row.decision, row.decided_at = decision, now
-        session.add(row)
-    session.flush()
-    kicked = []
-    for turn_id in sorted({row.turn_id for row in decided}):  # one lock order for every decider
-        turn = lock_turn(session, turn_id)
-        if turn.status == "awaiting_approval" and pending_count(session, turn_id) == 0:
-            turn.status = "queued"
-            session.add(turn)
-            kicked.append(turn.agent_id)
-    return kicked
-
-
-def _pending_for_tool(session: Session, approval: Approval) -> list[Approval]:
-    """The session's other undecided requests for the approval's tool, of turns not cancelled."""
-    return list(
-        session.exec(
-            select(Approval)
-            .join(Turn, col(Turn.id) == Approval.turn_id)
-            .where(
-                Approval.session_id == approval.session_id,
-                Approval.tool == approval.tool,
-                col(Approval.decision).is_(None),
-                Approval.tool_call_id != approval.tool_call_id,
-                col(Turn.cancel_requested).is_(False),
-            )
-        )
-    )
-
-
-def pending_approvals(
-    session: Session, session_id: str, after: str | None, limit: int
-) -> list[Approval]:
-    query = select(Approval).where(
-        Approval.session_id == session_id, col(Approval.decision).is_(None)
-    )
-    if after:
-        query = query.where(Approval.tool_call_id > after)
-    return list(session.exec(query.order_by(Approval.tool_call_id).limit(limit)))
 
 
 def expired_running_turns(session: Session, now: float) -> list[Turn]:
@@ -238,7 +145,7 @@ def expired_running_turns(session: Session, now: float) -> list[Turn]:
             select(Turn)
             .join(Thread, col(Thread.id) == Turn.agent_id)
             .where(
-                Turn.status == "running",
+                Turn.status == TurnStatus.RUNNING,
                 (col(Thread.lease_holder).is_(None)) | (Thread.lease_expires_at < now),
             )
         )
@@ -251,7 +158,7 @@ def agents_needing_kick(session: Session, now: float, limit: int = 1000) -> list
         select(Turn.agent_id)
         .join(Thread, col(Thread.id) == Turn.agent_id)
         .where(
-            Turn.status == "queued",
+            Turn.status == TurnStatus.QUEUED,
             (col(Thread.lease_holder).is_(None)) | (Thread.lease_expires_at < now),
         )
         .distinct()

@@ -12,9 +12,9 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from shared.config import Settings
 from shared.db import Database
 from shared.migrate import migrate
+from shared.settings import Settings
 from tests.fakellm import FakeLLM
 from tests.processes import ApiProcess, WorkerProcess
 

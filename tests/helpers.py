@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.agents.records import AgentRecords
+from shared.approvals import decide, pending_approvals
 from shared.events import StoredEvent
 from shared.models import Approval, Turn
 from shared.providers.instances import create_instance
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
-from shared.sessions import create_project, create_session, spawn_agent
+from shared.sessions import create_chat_session, create_project, spawn_agent
 from shared.threads import events_after
-from shared.turns import decide, enqueue_turn, get_turn, pending_approvals
+from shared.turns import enqueue_turn, get_turn
 from tests.fakellm import FakeLLM
 from workers.runner import WorkerState, run_kick
 
@@ -66,7 +68,7 @@ async def add_agent(
     def setup(s: Any) -> str:
         project = create_project(s, "test project", working_directory, config)
         s.flush()
-        _, coordinator = create_session(s, project.id, "test session", {})
+        _, coordinator = create_chat_session(s, project.id, "test session", {})
         return coordinator
 
     return await res.db.run(setup)
@@ -76,6 +78,12 @@ async def add_sibling(res: Resources, agent_id: str, name: str, overrides: dict[
     session_id = agent_id.rsplit(".", 1)[0]
     thread = await res.db.run(spawn_agent, session_id, name, overrides)
     return thread.id
+
+
+async def switch_provider(res: Resources, agent_id: str, instance_id: str, model_id: str) -> None:
+    """PATCH the agent's own instance and model, as the API does (checked by the registry)."""
+    patch = {"provider_instance_id": instance_id, "model_id": model_id}
+    await AgentRecords(res.db, res.registry).update(agent_id, patch)
 
 
 async def send(res: Resources, agent_id: str, content: str) -> Turn:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from api.app import HTTP_IMPLEMENTATION
-from shared.config import Settings
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

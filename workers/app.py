@@ -9,9 +9,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_shutdown, worker_shutting_down
 
-from shared.config import Settings
 from shared.logging import configure_logging, json_logs_from_env
 from shared.queue import KICK_TASK, make_celery
+from shared.settings import Settings
 from workers.broker import TRANSPORT
 from workers.runtime import WorkerRuntime
 
@@ -77,6 +77,6 @@ def _keep_our_logging(**_: Any) -> None:
 
 
 if __name__ == "__main__":
-    from shared.config import get_settings
+    from shared.settings import get_settings
 
     run_worker(get_settings(), int(os.environ.get("BOBBIN_WORKER_CONCURRENCY", "100")))

@@ -6,23 +6,20 @@ The port is off by default (several workers may share a host); compose sets
 - turn runs by the status they left the turn in, their running time and the
   wait in the queue before a turn's first start (``workers/runner.py``);
 - per model call, through the providers this worker's registry makes
-  (``ObservedRegistry``): time to the first streamed token, tokens in and out
-  by provider and model, and provider errors by code (each failed attempt,
-  retried or not, and creation failures such as a missing credential);
-- turns in flight, the event loop's lag and a heartbeat the health check
-  reads (``python -m workers.metrics --check``).
+  (``workers.instrumentation``): time to the first streamed token, tokens in
+  and out by provider and model, and provider errors by code (each failed
+  attempt, retried or not, and creation failures such as a missing credential);
+- turns in flight, the event loop's lag and a heartbeat the container's health
+  check reads (``python -m workers.health``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
-import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import (
@@ -34,24 +31,16 @@ from prometheus_client import (
     start_http_server,
 )
 
-from shared.crypto import Cipher
-from shared.db import Database
-from shared.errors import ProviderError
-from shared.http import HttpPools
-from shared.providers.base import ModelRequest, Provider, ProviderEvent
-from shared.providers.instances import InstanceRead
-from shared.providers.registry import ProviderRegistry
+from shared.status import FINISHED
 
 log = logging.getLogger(__name__)
 disable_created_metrics()
 
 PORT_ENV = "BOBBIN_WORKER_METRICS_PORT"
 HEARTBEAT_S = 1.0
-HEALTHY_HEARTBEAT_AGE_S = 30.0
 TURN_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900, 1800)
 WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 TTFT_BUCKETS_S = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 60)
-UNRESOLVED = "unresolved"  # the provider label of an error raised before a provider existed
 
 
 class WorkerMetrics:
@@ -121,7 +110,7 @@ class WorkerMetrics:
     def turn_ran(self, status: str, running_s: float | None) -> None:
         """Count a turn run; time it when it finished the turn (``running_s`` None: unknown)."""
         self.turns.labels(status).inc()
-        if running_s is not None and status in ("completed", "failed", "cancelled"):
+        if running_s is not None and status in FINISHED:
             self.turn_duration.labels(status).observe(running_s)
 
     def turn_first_started(self, created_at: datetime) -> None:
@@ -129,7 +118,7 @@ class WorkerMetrics:
             created_at = created_at.replace(tzinfo=UTC)
         self.queue_wait.observe(max(0.0, (datetime.now(UTC) - created_at).total_seconds()))
 
-    # -- model calls (ObservedProvider) ----------------------------------------------
+    # -- model calls (workers.instrumentation) ---------------------------------------
 
     def provider_error(self, provider: str, code: str) -> None:
         self.provider_errors.labels(provider, code).inc()
@@ -179,104 +168,3 @@ def port_from_env() -> int | None:
     if not 0 <= port <= 65535:
         raise ValueError(f"{PORT_ENV} must be a port number, not {value!r}")
     return port or None
-
-
-class ObservedProvider:
-    """A provider whose model calls are measured."""
-
-    def __init__(self, inner: Provider, metrics: WorkerMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-        self.kind = inner.kind
-        self.model_id = inner.model_id
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
-        metrics, labels = self._metrics, (self.kind, self.model_id)
-        started = time.monotonic()
-        waiting = True
-        events = self._inner.stream(request)
-        try:
-            async for event in events:
-                if waiting and event.type in ("text_delta", "tool_call"):
-                    metrics.ttft.labels(*labels).observe(time.monotonic() - started)
-                    waiting = False
-                elif event.type == "usage":
-                    metrics.tokens.labels(*labels, "input").inc(event.input_tokens)
-                    metrics.tokens.labels(*labels, "output").inc(event.output_tokens)
-                yield event
-        except ProviderError as exc:
-            metrics.provider_error(self.kind, exc.code)
-            raise
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    def estimate_tokens(self, request: ModelRequest) -> int:
-        return self._inner.estimate_tokens(request)
-
-    async def list_models(self) -> list[str]:
-        return await self._inner.list_models()
-
-
-class ObservedRegistry(ProviderRegistry):
-    """The registry, unchanged, whose providers are measured (``ObservedProvider``)."""
-
-    def __init__(
-        self, db: Database, cipher: Cipher, http: HttpPools, metrics: WorkerMetrics
-    ) -> None:
-        super().__init__(db, cipher, http)
-        self._metrics = metrics
-
-    async def create_provider_from_instance_and_model(
-        self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
-    ) -> Provider:
-        try:
-            provider = await super().create_provider_from_instance_and_model(
-                instance_id, model_id, read
-            )
-        except ProviderError as exc:
-            self._metrics.provider_error(UNRESOLVED, exc.code)
-            raise
-        return ObservedProvider(provider, self._metrics)
-
-
-# -- the container health check ---------------------------------------------------------
-
-
-def check(port: int, max_age_s: float = HEALTHY_HEARTBEAT_AGE_S, timeout_s: float = 3.0) -> str:
-    """Why the worker on ``port`` is unhealthy, or "" when its event loop beat recently."""
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (loopback)
-            text = response.read().decode()
-    except OSError as exc:
-        return f"no metrics at {url}: {exc}"
-    for line in text.splitlines():
-        if line.startswith("bobbin_worker_heartbeat_timestamp_seconds "):
-            age_s = time.time() - float(line.split()[1])
-            return "" if age_s <= max_age_s else f"the event loop last beat {age_s:.0f} s ago"
-    return "no heartbeat in the metrics"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers.metrics")
-    parser.add_argument("--check", action="store_true", help="health check: exit 1 if unhealthy")
-    parser.add_argument("--max-age-s", type=float, default=HEALTHY_HEARTBEAT_AGE_S)
-    args = parser.parse_args(argv)
-    if not args.check:
-        parser.print_help()
-        return 2
-    port = port_from_env()
-    if port is None:
-        print(f"{PORT_ENV} is not set: the worker serves no metrics to check", file=sys.stderr)
-        return 1
-    reason = check(port, args.max_age_s)
-    if reason:
-        print(f"unhealthy: {reason}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from sqlmodel import Session
 
 from shared.agents.agent import Agent, CancelReason, TurnOutcome
+from shared.agents.context import AgentContext, EventCache, load_agent_context
 from shared.agents.factory import rehydrate_agent
-from shared.agents.thread_store import EventCache, ThreadState, load_thread_state
 from shared.db import Database
 from shared.endings import Ending
 from shared.errors import BobbinError, LeaseLost, WorkerLost
@@ -30,6 +30,7 @@ from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
+from shared.status import TurnStatus
 from shared.threads import ThreadWriter, events_after, has_runnable_turn, requeue_turn
 from shared.turns import cancel_requested, head_open_turn
 from workers.balance import LoadBoard
@@ -132,7 +133,7 @@ async def _run_turns(resources: Resources, state: WorkerState, agent_id: str) ->
 class _Claim:
     lease: Lease
     turn: Turn | None
-    thread: ThreadState | None
+    thread: AgentContext | None
 
 
 def _claim(
@@ -163,11 +164,11 @@ def _take_and_read(
 
 def _read_head(session: Session, lease: Lease, known: list[StoredEvent]) -> _Claim:
     turn = head_open_turn(session, lease.thread_id)
-    if turn is None or turn.status == "awaiting_approval":
+    if turn is None or turn.status == TurnStatus.AWAITING_APPROVAL:
         return _Claim(lease, None, None)
     if known and known[-1].seq > lease.seq:
         known = []
-    return _Claim(lease, turn, load_thread_state(session, lease.thread_id, known, turn))
+    return _Claim(lease, turn, load_agent_context(session, lease.thread_id, known, turn))
 
 
 async def _run_head(
@@ -189,9 +190,9 @@ async def _run_turn(
     assert claim.thread is not None
     turn_events = [e for e in claim.thread.events if e.turn_id == turn.id]
     # A running head turn: its worker was lost before the sweeper noticed.
-    lost = turn.status == "running"
+    lost = turn.status == TurnStatus.RUNNING
     if lost and not await _recover_lost_attempt(resources, writer, turn, turn_events):
-        state.metrics.turn_ran("failed", None)  # its running time died with its worker
+        state.metrics.turn_ran(TurnStatus.FAILED, None)  # its running time died with its worker
         return
     if turn.started_at is None:
         state.metrics.turn_first_started(turn.created_at)
@@ -203,7 +204,7 @@ async def _run_turn(
     task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
     state.active[turn.id] = ActiveTurn(agent, task)
     renewer = asyncio.create_task(_keep_lease(resources, state, writer.lease, turn.id))
-    status = "failed"
+    status: str = TurnStatus.FAILED
     try:
         outcome = await task
         status = outcome.value
@@ -217,7 +218,8 @@ async def _run_turn(
             log.warning("turn %s stopped: its lease was taken over", turn.id)
             status = "lease_lost"
         else:
-            status = "cancelled" if agent.cancel_reason is CancelReason.USER else "queued"
+            user = agent.cancel_reason is CancelReason.USER
+            status = TurnStatus.CANCELLED if user else TurnStatus.QUEUED
     except Exception:
         log.exception("turn %s crashed", turn.id)
         await _fail_crashed(writer, turn, agent.turn_events(turn.id))
@@ -267,7 +269,7 @@ async def _recover_lost_attempt(
         error = WorkerLost(f"the turn's worker was lost {turn.attempt} times")
         ending = Ending.failed(error, attempt=turn.attempt)
     elif await writer.transact(_requeue_lost, turn.id, turn.attempt):
-        turn.status = "queued"
+        turn.status = TurnStatus.QUEUED
         return True
     else:  # its cancel was accepted
         ending = Ending.cancelled()

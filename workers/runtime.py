@@ -24,12 +24,13 @@ from celery import Celery
 from redis.exceptions import RedisError
 
 from shared.agents.agent import CancelReason
-from shared.config import Settings
 from shared.keys import cancel_channel, kick_pending
 from shared.queue import KickSender
 from shared.resources import Resources, open_resources
+from shared.settings import Settings
 from workers.balance import LoadBoard
-from workers.metrics import ObservedRegistry, port_from_env
+from workers.instrumentation import ProviderMetrics
+from workers.metrics import port_from_env
 from workers.runner import WorkerState, run_kick
 from workers.sweeper import sweep_forever
 
@@ -63,9 +64,14 @@ class WorkerRuntime:
     def start(self) -> None:
         self._thread.start()
         self.resources = self.call(
-            open_resources(self.settings, loopback=True, concurrency=self.concurrency)
+            open_resources(
+                self.settings,
+                loopback=True,
+                concurrency=self.concurrency,
+                provider_hook=ProviderMetrics(self.state.metrics),
+            )
         )
-        self._observe(self.resources)
+        self._serve_metrics()
         _report_isolation(self.resources)
         self.call(self._start_background())
         # Everything loaded so far lives as long as the process: keep the collector off it,
@@ -74,12 +80,9 @@ class WorkerRuntime:
         gc.set_threshold(*GC_THRESHOLDS)
         log.info("worker %s ready (concurrency %d)", self.state.worker_id, self.concurrency)
 
-    def _observe(self, resources: Resources) -> None:
-        """Measure this worker's providers and turns; serve the metrics if a port is set."""
+    def _serve_metrics(self) -> None:
+        """Count this worker's turns in flight; serve the metrics if a port is set."""
         metrics = self.state.metrics
-        resources.registry = ObservedRegistry(
-            resources.db, resources.cipher, resources.http, metrics
-        )
         metrics.track_active(lambda: len(self.state.active))
         port = port_from_env()
         if port is not None:

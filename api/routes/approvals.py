@@ -7,15 +7,15 @@ from sqlmodel import Session
 
 from api.deps import DbDep, KickerDep, PageDep
 from api.schemas import ApprovalList, ApprovalOut, DecisionAccepted, DecisionIn
+from shared.approvals import decide, pending_approvals
 from shared.models import Approval
-from shared.sessions import get_session
-from shared.turns import decide, pending_approvals
+from shared.sessions import get_chat_session
 
 router = APIRouter(tags=["approvals"])
 
 
 def _pending(session: Session, session_id: str, after: str | None, limit: int) -> list[Approval]:
-    get_session(session, session_id)
+    get_chat_session(session, session_id)
     return pending_approvals(session, session_id, after, limit)
 
 

@@ -12,7 +12,7 @@ from api.deps import DbDep, StateDep, parse_int_cursor
 from api.schemas import MAX_EVENTS_LIMIT, MAX_INT_CURSOR, MAX_NAME_CHARS, EventList, EventOut
 from api.streaming import StreamTarget, SubscribedStream, open_stream, parse_last_event_id
 from shared.events import StoredEvent
-from shared.sessions import get_session
+from shared.sessions import get_chat_session
 from shared.threads import events_after, get_thread
 
 router = APIRouter(tags=["events"])
@@ -61,7 +61,7 @@ async def stream_session(
     Without ``Last-Event-ID`` the stream follows live; with it, it resumes after D.
     """
     after = parse_last_event_id(last_event_id)
-    await state.resources.db.read(get_session, session_id)
+    await state.resources.db.read(get_chat_session, session_id)
     authorized = key_still_active(state, credentials)
     return await open_stream(state, StreamTarget(session_id), after, authorized)
 

@@ -5,18 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import Session
 
-from api.deps import DbDep, PageDep, RegistryDep
-from api.providers_check import check_provider
+from api.deps import AgentsDep, DbDep, PageDep
 from api.schemas import SessionCreate, SessionList, SessionOut, SessionUpdate, config_patch
+from shared.approvals import session_grants
 from shared.models import ChatSession
-from shared.sessions import (
-    create_session,
-    get_project,
-    get_session,
-    list_sessions,
-    update_session,
-)
-from shared.turns import session_grants
+from shared.sessions import get_chat_session, list_chat_sessions, update_chat_session
 
 router = APIRouter(tags=["sessions"])
 
@@ -26,23 +19,15 @@ def _out(session: Session, chat: ChatSession) -> SessionOut:
 
 
 def _read(session: Session, session_id: str) -> SessionOut:
-    return _out(session, get_session(session, session_id))
+    return _out(session, get_chat_session(session, session_id))
 
 
 @router.post("/projects/{project_id}/sessions", status_code=201)
-async def create(
-    project_id: str, body: SessionCreate, db: DbDep, registry: RegistryDep
-) -> SessionOut:
+async def create(project_id: str, body: SessionCreate, agents: AgentsDep) -> SessionOut:
     """Create a session and spawn its coordinator agent; 422 without an instance and model."""
     configuration = body.configuration.model_dump(exclude_none=True) if body.configuration else {}
-    project = await db.read(get_project, project_id)
-    await check_provider(registry, project.configuration, configuration)
-
-    def write(session: Session) -> SessionOut:
-        chat, _ = create_session(session, project_id, body.name, configuration)
-        return _out(session, chat)
-
-    return await db.run(write)
+    chat, _ = await agents.create_session(project_id, body.name, configuration)
+    return SessionOut.of(chat, set())
 
 
 @router.get("/projects/{project_id}/sessions")
@@ -50,7 +35,7 @@ async def list_all(project_id: str, db: DbDep, page: PageDep) -> SessionList:
     def read(session: Session) -> list[SessionOut]:
         return [
             _out(session, chat)
-            for chat in list_sessions(session, project_id, page.cursor, page.fetch)
+            for chat in list_chat_sessions(session, project_id, page.cursor, page.fetch)
         ]
 
     rows, next_cursor = page.cut(await db.read(read), lambda row: row.id)
@@ -70,6 +55,6 @@ async def update(session_id: str, body: SessionUpdate, db: DbDep) -> SessionOut:
     changes = body.changes("name")
 
     def write(session: Session) -> SessionOut:
-        return _out(session, update_session(session, session_id, changes, patch))
+        return _out(session, update_chat_session(session, session_id, changes, patch))
 
     return await db.run(write)

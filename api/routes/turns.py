@@ -13,11 +13,12 @@ from api.deps import DbDep, KickerDep, PageDep, ResourcesDep, StateDep
 from api.schemas import MAX_NAME_CHARS, MAX_WAIT_S, MessageIn, TurnAccepted, TurnList, TurnOut
 from shared.cancel import cancel_turn
 from shared.models import Turn
+from shared.status import TurnStatus
 from shared.turns import enqueue_turn, get_turn, list_turns
 
 router = APIRouter(tags=["turns"])
 POLL_S = 0.1
-WAITING_STATUSES = ("queued", "running")
+WAITING_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
 
 
 @router.post("/agents/{agent_id}/messages", status_code=202)

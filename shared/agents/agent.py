@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.agents.conversation import build_conversation
-from shared.agents.thread_store import Suspension, ThreadStore
+from shared.agents.recorder import AgentRecorder, Suspension
 from shared.configuration import DEFAULT_SYSTEM_PROMPT, Configuration
 from shared.endings import Ending
 from shared.errors import (
@@ -30,28 +30,22 @@ from shared.errors import (
     WorkingDirectoryUnavailable,
 )
 from shared.events import Envelope, NewEvent, StoredEvent
+from shared.llm import ModelRequest, Provider, ToolCallRequest
 from shared.models import Approval, Turn, utcnow
-from shared.providers.base import ModelRequest, Provider, ToolCallRequest
 from shared.providers.registry import ProviderRegistry
 from shared.providers.retry import RetryPolicy, stream_with_retry
+from shared.status import TurnStatus
 from shared.tool_calls import open_tool_calls
-from shared.tools import Tool, ToolContext, ToolExecutor
-
-
-@dataclass(frozen=True)
-class AgentMetadata:
-    name: str
-    model_id: str | None
-    provider_instance_id: str | None
+from shared.tools import ToolContext, ToolExecutor
 
 
 @dataclass
 class AgentConfig:
+    """What an agent runs with; never a provider (``Agent.initialize`` makes its own)."""
+
     thread_id: str
     tool_executor: ToolExecutor
-    thread_store: ThreadStore
-    tools: list[Tool]
-    metadata: AgentMetadata
+    recorder: AgentRecorder
     registry: ProviderRegistry
     tool_context: ToolContext
     max_tool_rounds: int = 50
@@ -85,7 +79,8 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.thread_id = config.thread_id
-        self._store = config.thread_store
+        self._store = config.recorder
+        self.context = config.recorder.context
         self._provider: Provider | None = None
         self.cancel_reason: CancelReason | None = None
 
@@ -97,17 +92,17 @@ class Agent:
 
     @property
     def configuration(self) -> Configuration:
-        return self._store.state.configuration
-
-    def provider_target(self, turn: Turn | None = None) -> tuple[str | None, str | None]:
-        """The turn's pinned pair, else thread metadata, else the session's configuration."""
-        return self._store.state.provider_target(turn)
+        return self.context.configuration
 
     async def initialize(self, turn: Turn | None = None) -> None:
-        """Create the provider first; raises a ProviderError subclass with its code."""
-        instance_id, model_id = self.provider_target(turn)
+        """Create the provider first; raises a ProviderError subclass with its code.
+
+        The pair is the turn's pinned one, else the agent's thread metadata, else
+        its session's and project's configuration (``AgentContext.provider_target``).
+        """
+        target = self.context.provider_target(turn)
         self._provider = await self.config.registry.create_provider_from_instance_and_model(
-            instance_id, model_id, self._store.state.instance_read
+            target.instance_id, target.model_id, prefetched=target.prefetched
         )
 
     # -- the turn -------------------------------------------------------------
@@ -146,10 +141,11 @@ class Agent:
 
     async def _start(self, state: _TurnState) -> None:
         turn = state.turn
-        changes: dict[str, Any] = {"status": "running", "worker_id": self._store.holder}
+        changes: dict[str, Any] = {"status": TurnStatus.RUNNING, "worker_id": self._store.holder}
         events: list[NewEvent] = []
         if turn.started_at is None:
-            instance_id, model_id = self.provider_target(None)
+            target = self.context.provider_target(turn)  # not pinned yet: the configuration's
+            instance_id, model_id = target.instance_id, target.model_id
             turn.provider_instance_id, turn.model_id = instance_id, model_id
             turn.started_at = utcnow()
             changes |= {
@@ -158,12 +154,12 @@ class Agent:
                 "model_id": model_id,
             }
             events = self._opening_events(turn)
-        turn.status = "running"
+        turn.status = TurnStatus.RUNNING
         await self._store.append(turn.id, events, turn_changes=changes)
 
     def _opening_events(self, turn: Turn) -> list[NewEvent]:
         events: list[NewEvent] = []
-        history = self._store.state.events
+        history = self.context.events
         if not any(e.type == "system_prompt" for e in history):
             prompt = self.configuration.system_prompt or DEFAULT_SYSTEM_PROMPT
             events.append(NewEvent.of("system_prompt", content=prompt))
@@ -214,14 +210,14 @@ class Agent:
 
     def turn_events(self, turn_id: str) -> list[StoredEvent]:
         """The events of ``turn_id`` this agent holds (its whole thread is loaded)."""
-        return [e for e in self._store.state.events if e.turn_id == turn_id]
+        return [e for e in self.context.events if e.turn_id == turn_id]
 
     def _rounds_done(self, turn_id: str) -> int:
         rounds = [e.data["round"] for e in self.turn_events(turn_id) if e.type == "tool_call"]
         return max(rounds, default=0)
 
     async def _model_round(self, state: _TurnState) -> tuple[str, list[ToolCallRequest]]:
-        conversation = build_conversation(self._store.state.events)
+        conversation = build_conversation(self.context.events)
         request = ModelRequest(
             model_id=self.provider.model_id,
             system=conversation.system,
@@ -276,7 +272,7 @@ class Agent:
                         agent_id=self.thread_id,
                         tool_call_id=call_id,
                         turn_id=state.turn.id,
-                        session_id=self._store.state.session_id,
+                        session_id=self.context.session_id,
                         tool=call.name,
                         arguments=call.arguments,
                     )
@@ -287,7 +283,7 @@ class Agent:
 
     def _policy(self, tool: str) -> str:
         policy = self.config.tool_executor.policy(tool)
-        if policy == "ask" and tool in self._store.state.grants:
+        if policy == "ask" and tool in self.context.grants:
             return "allow"
         return policy
 
@@ -405,7 +401,7 @@ class Agent:
     def _ephemeral(self, turn: _TurnState, type_: str, **data: Any) -> Envelope:
         return Envelope.ephemeral(
             type_,
-            session_id=self._store.state.session_id,
+            session_id=self.context.session_id,
             agent_id=self.thread_id,
             turn_id=turn.turn.id,
             **data,

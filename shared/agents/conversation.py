@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.events import StoredEvent
-from shared.providers.base import ChatMessage, ToolCallRequest
+from shared.llm import ChatMessage, ToolCallRequest
 from shared.tool_calls import open_tool_calls
 
 RESULT_TEXT = {

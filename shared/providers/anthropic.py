@@ -15,7 +15,7 @@ import anthropic
 import httpx2
 
 from shared.errors import ProviderAuthFailed, ProviderError, ProviderUnreachable
-from shared.providers.base import (
+from shared.llm import (
     ChatMessage,
     ModelRequest,
     ProviderEvent,
@@ -25,6 +25,8 @@ from shared.providers.base import (
     ToolCallEvent,
     ToolCallRequest,
     UsageEvent,
+)
+from shared.providers.base import (
     error_detail,
     error_for_status,
     estimate_request_tokens,

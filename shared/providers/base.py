@@ -1,7 +1,7 @@
-"""The provider interface: a provider turns a conversation into a stream of typed events.
+"""What the provider modules share: the local token estimate and the error edge.
 
-Providers are cheap objects the registry makes per turn; the HTTP connection
-pool under them belongs to the process (``httpx2.AsyncClient`` in Resources).
+The interface a provider implements (requests, events, the ``Provider``
+protocol) is ``shared.llm``, a leaf that tools and agents import too.
 """
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol
-
-from pydantic import BaseModel, Field
 
 from shared.errors import (
     ProviderAuthFailed,
@@ -22,94 +19,7 @@ from shared.errors import (
     ProviderRateLimited,
     ProviderUnreachable,
 )
-
-
-class ToolCallRequest(BaseModel):
-    """A tool call as the model made it; ``id`` is the provider's own call id."""
-
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-class ChatMessage(BaseModel):
-    """One message of the provider-neutral conversation.
-
-    ``user``: ``content``. ``assistant``: ``content`` and ``tool_calls``.
-    ``tool``: the result of the call ``tool_call_id`` in ``content``.
-    """
-
-    role: Literal["user", "assistant", "tool"]
-    content: str = ""
-    tool_calls: list[ToolCallRequest] = []
-    tool_call_id: str | None = None
-    is_error: bool = False
-
-
-class ToolSpec(BaseModel):
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-
-
-class TextDelta(BaseModel):
-    type: Literal["text_delta"] = "text_delta"
-    text: str
-
-
-class ToolCallEvent(BaseModel):
-    type: Literal["tool_call"] = "tool_call"
-    call: ToolCallRequest
-
-
-class UsageEvent(BaseModel):
-    type: Literal["usage"] = "usage"
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
-StopReason = Literal["end_turn", "tool_use", "max_tokens", "other"]
-
-
-class StopEvent(BaseModel):
-    type: Literal["stop"] = "stop"
-    reason: StopReason
-
-
-ProviderEvent = Annotated[
-    TextDelta | ToolCallEvent | UsageEvent | StopEvent, Field(discriminator="type")
-]
-
-
-class ModelRequest(BaseModel):
-    model_id: str
-    system: str | None = None
-    messages: list[ChatMessage]
-    tools: list[ToolSpec] = []
-    max_tokens: int = 4096
-
-
-class Provider(Protocol):
-    """What every provider kind implements."""
-
-    kind: str
-    model_id: str
-
-    def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
-        """Yield text deltas, then each tool call whole, then usage, then one stop.
-
-        Raises ``ProviderError`` subclasses only: SDK exceptions are mapped at
-        the provider's edge. Makes one attempt: retries belong to ``retry.py``.
-        """
-        ...
-
-    def estimate_tokens(self, request: ModelRequest) -> int:
-        """A cheap local estimate of the request's input tokens (no network)."""
-        ...
-
-    async def list_models(self) -> list[str]:
-        """The models the endpoint serves (one network call; used to test an instance)."""
-        ...
+from shared.llm import ModelRequest
 
 
 def estimate_text_tokens(text: str) -> int:

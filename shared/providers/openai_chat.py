@@ -17,7 +17,7 @@ import httpx2
 import openai
 
 from shared.errors import ProviderError, ProviderUnreachable
-from shared.providers.base import (
+from shared.llm import (
     ChatMessage,
     ModelRequest,
     ProviderEvent,
@@ -27,6 +27,8 @@ from shared.providers.base import (
     ToolCallEvent,
     ToolCallRequest,
     UsageEvent,
+)
+from shared.providers.base import (
     error_detail,
     error_for_status,
     estimate_request_tokens,

@@ -8,14 +8,20 @@ touching the network. Network failures surface at the first model call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from shared.crypto import Cipher
 from shared.db import Database
-from shared.errors import ModelNotFound, ProviderCredentialMissing, ProviderInstanceNotFound
+from shared.errors import (
+    ModelNotFound,
+    ProviderCredentialMissing,
+    ProviderError,
+    ProviderInstanceNotFound,
+)
 from shared.http import HttpPools
+from shared.llm import Provider
 from shared.models import ProviderInstance
 from shared.providers.anthropic import AnthropicProvider
-from shared.providers.base import Provider
 from shared.providers.catalog import CatalogProvider, load_catalog
 from shared.providers.instances import InstanceRead, load_instance_and_credential
 from shared.providers.openai_chat import OpenAIProvider
@@ -28,6 +34,17 @@ PROVIDER_CLASSES: dict[str, type[AnthropicProvider] | type[OpenAIProvider]] = {
 
 
 @dataclass(frozen=True)
+class ProviderTarget:
+    """The instance and model a turn's provider is made for. ``prefetched`` is that
+    instance (and its credential's ciphertext) as the claim's transaction read it, which
+    saves a transaction per turn; None: creation reads it."""
+
+    instance_id: str | None
+    model_id: str | None
+    prefetched: InstanceRead | None = None
+
+
+@dataclass(frozen=True)
 class ResolvedTarget:
     instance: ProviderInstance
     catalog: CatalogProvider
@@ -35,25 +52,41 @@ class ResolvedTarget:
     encrypted_key: str | None
 
 
+class ProviderHook(Protocol):
+    """Sees what the registry makes: each provider (and may wrap it), or the error instead.
+    A worker measures its model calls with one (``workers.instrumentation``)."""
+
+    def made(self, provider: Provider) -> Provider: ...
+
+    def refused(self, error: ProviderError) -> None: ...
+
+
 class ProviderRegistry:
-    def __init__(self, db: Database, cipher: Cipher, http: HttpPools) -> None:
+    def __init__(
+        self, db: Database, cipher: Cipher, http: HttpPools, hook: ProviderHook | None = None
+    ) -> None:
         self._db = db
         self._cipher = cipher
         self._http = http
+        self._hook = hook
 
     async def resolve(
-        self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
+        self,
+        instance_id: str | None,
+        model_id: str | None,
+        *,
+        prefetched: InstanceRead | None = None,
     ) -> ResolvedTarget:
         """Raises ProviderInstanceNotFound or ModelNotFound; reads the database only.
 
-        ``read`` is the instance as the caller's transaction just read it (a
-        worker reads it in the claim); the database is read when it is absent
-        or names another instance.
+        ``prefetched`` is the instance as the caller's transaction just read it
+        (a worker reads it in the claim); the database is read when it is
+        absent or names another instance.
         """
         if not instance_id:
             raise ProviderInstanceNotFound("no provider instance is configured for this agent")
-        if read is not None and read.instance_id == instance_id:
-            found = read.found
+        if prefetched is not None and prefetched.instance_id == instance_id:
+            found = prefetched.found
         else:
             found = await self._db.read(load_instance_and_credential, instance_id)
         if found is None:
@@ -72,11 +105,21 @@ class ProviderRegistry:
         return ResolvedTarget(instance, catalog, model_id, encrypted_key)
 
     async def create_provider_from_instance_and_model(
-        self, instance_id: str | None, model_id: str | None, read: InstanceRead | None = None
+        self,
+        instance_id: str | None,
+        model_id: str | None,
+        *,
+        prefetched: InstanceRead | None = None,
     ) -> Provider:
-        """Raises ProviderInstanceNotFound, ModelNotFound or ProviderCredentialMissing."""
-        target = await self.resolve(instance_id, model_id, read)
-        return self._build(target)
+        """The one way a provider is made. Raises ProviderInstanceNotFound, ModelNotFound or
+        ProviderCredentialMissing; touches no network."""
+        try:
+            provider = self._build(await self.resolve(instance_id, model_id, prefetched=prefetched))
+        except ProviderError as exc:
+            if self._hook is not None:
+                self._hook.refused(exc)
+            raise
+        return provider if self._hook is None else self._hook.made(provider)
 
     def _build(self, target: ResolvedTarget) -> Provider:
         if target.encrypted_key is not None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shared.errors import ProviderError, ProviderRateLimited
-from shared.providers.base import ModelRequest, Provider, ProviderEvent
+from shared.llm import ModelRequest, Provider, ProviderEvent
 
 
 @dataclass(frozen=True)

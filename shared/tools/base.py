@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.llm import ToolSpec
 from shared.outbound import AddressPolicy
-from shared.providers.base import ToolSpec
 from shared.tools.sandbox import NOT_ISOLATED, ToolIsolation
 
 

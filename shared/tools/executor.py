@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
-from shared.providers.base import ToolSpec
+from shared.llm import ToolSpec
 from shared.tools.base import Tool, ToolContext, ToolFailure, ToolResult, failed
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from shared.config import Settings
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import MODELS
 from tests.processes import ROOT, ApiProcess, WorkerProcess

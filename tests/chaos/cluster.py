@@ -23,9 +23,9 @@ from typing import Any
 import psycopg
 import redis
 
-from shared.config import Settings
 from shared.db import Database
 from shared.migrate import migrate
+from shared.settings import Settings
 from tests.fakellm import FakeLLMProcess, RemoteFakeLLM
 from tests.processes import ApiProcess, WorkerProcess, free_port
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from shared.keys import celery_queue
-from shared.sessions import get_session
+from shared.sessions import get_chat_session
 from tests.chaos.cluster import Cluster
 from tests.chaos.conftest import MakeCluster, api_client, new_agents, running_on, wait_row
 from tests.chaos.streams import FollowedStream
@@ -108,5 +108,5 @@ async def _ready_again(client: httpx.AsyncClient) -> float:
 
 
 async def _session_head(cluster: Cluster, session_id: str) -> int:
-    row = await asyncio.to_thread(cluster.db.read_sync, get_session, session_id)
+    row = await asyncio.to_thread(cluster.db.read_sync, get_chat_session, session_id)
     return int(row.session_seq)

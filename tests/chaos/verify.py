@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from shared.db import Database
 from shared.models import ChatSession, Thread, ThreadEvent, Turn
-from shared.threads import OPEN_STATUSES
+from shared.status import OPEN
 
 CLOSING = ("turn_completed", "turn_failed", "turn_cancelled")
 _CLOSING_OF = {
@@ -100,7 +100,7 @@ def _audit(session: Session, accepted: list[Sent]) -> Audit:
 
 def _audit_turn(result: Audit, message: Sent, turn: Turn, events: list[ThreadEvent]) -> None:
     result.turns += 1
-    if turn.status in OPEN_STATUSES:
+    if turn.status in OPEN:
         result.stuck.append(turn.id)
     elif turn.status == "completed":
         result.completed += 1
@@ -190,6 +190,6 @@ def open_turns(db: Database, turn_ids: list[str]) -> int:
     def count(session: Session) -> int:
         rows = session.exec(select(Turn.id, Turn.status))
         wanted = set(turn_ids)
-        return sum(1 for turn_id, status in rows if turn_id in wanted and status in OPEN_STATUSES)
+        return sum(1 for turn_id, status in rows if turn_id in wanted and status in OPEN)
 
     return db.read_sync(count)

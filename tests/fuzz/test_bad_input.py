@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.config import Settings
+from shared.settings import Settings
 from tests.fakellm import FakeLLM
 from tests.helpers import MODELS
 from tests.integration.api.conftest import Api, in_process

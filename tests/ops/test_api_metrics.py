@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from shared.config import Settings
+from shared.settings import Settings
 from tests.helpers import add_agent, add_instance
 from tests.integration.api.conftest import Api, in_process
 

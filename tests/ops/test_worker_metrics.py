@@ -1,4 +1,5 @@
-"""workers/metrics.py: what a worker measures of model calls and turns, and its health check."""
+"""What a worker measures of model calls and turns (workers/metrics.py, workers/instrumentation.py),
+and its container health check (workers/health.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,11 @@ import pytest
 from prometheus_client import generate_latest
 
 from shared.errors import ProviderRateLimited
-from shared.providers.base import (
-    ModelRequest,
-    ProviderEvent,
-    StopEvent,
-    TextDelta,
-    UsageEvent,
-)
+from shared.llm import ModelRequest, ProviderEvent, StopEvent, TextDelta, UsageEvent
 from tests.processes import free_port
-from workers.metrics import ObservedProvider, WorkerMetrics, check, port_from_env
+from workers.health import check
+from workers.instrumentation import ObservedProvider
+from workers.metrics import WorkerMetrics, port_from_env
 
 
 class ScriptedProvider:

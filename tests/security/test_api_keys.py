@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import event, text
 
 from shared.apikeys import create_key, revoke_key, verify_key
-from shared.config import Settings
 from shared.db import Database
+from shared.settings import Settings
 from tests.fakellm import FakeLLM
 from tests.integration.api.conftest import in_process, served
 from tests.integration.api.support import create_instance, create_session

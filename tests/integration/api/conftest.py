@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.state import ApiState
 from shared.apikeys import create_key
-from shared.config import Settings
 from shared.resources import Resources
+from shared.settings import Settings
 
 KEEPALIVE_S = 0.3
 

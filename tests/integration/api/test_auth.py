@@ -10,9 +10,9 @@ from pydantic import SecretStr
 from sqlmodel import select
 
 from shared.apikeys import count_active, create_key, list_keys, revoke_key, verify_key
-from shared.config import Settings
 from shared.crypto import hash_api_key
 from shared.models import ApiKey
+from shared.settings import Settings
 from tests.integration.api.conftest import Api, in_process
 from tests.integration.api.support import error_code, ok
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from shared.config import Settings
 from shared.events import Envelope
 from shared.resources import open_resources
+from shared.settings import Settings
 from shared.sink import MemorySink
 from shared.threads import events_after
 from tests.fakellm import FakeLLM, Reply

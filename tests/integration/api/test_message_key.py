@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 
 from api.auth import BAD_KEY, NO_KEY
 from shared.apikeys import revoke_key, verify_key
-from shared.config import Settings
 from shared.keys import celery_queue, kick_pending
+from shared.settings import Settings
 from shared.turns import list_turns
 from tests.fakellm import FakeLLM
 from tests.integration.api.conftest import Api, in_process

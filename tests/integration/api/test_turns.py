@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.config import Settings
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.integration.api.conftest import Api, in_process
 from tests.integration.api.support import (

@@ -15,7 +15,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from cli.main import app
-from shared.config import Settings
+from shared.settings import Settings
 from tests.processes import env_for
 
 PROVIDER_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "BOBBIN_LOCAL_BASE_URL")

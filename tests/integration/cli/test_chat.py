@@ -13,8 +13,8 @@ import pytest
 
 from cli.common import free_port
 from shared.apikeys import create_key
-from shared.config import Settings
 from shared.db import Database
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.integration.cli.conftest import Bobbin
 from tests.processes import ROOT, WorkerProcess, env_for

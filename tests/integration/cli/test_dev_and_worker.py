@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from cli.common import free_port
-from shared.config import Settings
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.processes import ROOT, env_for
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from cli import offline
-from shared.config import Settings
 from shared.models import Turn
 from shared.queue import KickSender, make_celery
 from shared.resources import Resources
+from shared.settings import Settings
 from tests.helpers import add_agent, send, turn_of, types_of
 from tests.processes import WorkerProcess
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import Settings
 from shared.crypto import Cipher, load_fernet_key
 from shared.db import Database
 from shared.providers.instances import list_instances, load_instance_and_credential
+from shared.settings import Settings
 from tests.fakellm import FakeLLM
 from tests.integration.cli.conftest import Bobbin, one_line_error
 

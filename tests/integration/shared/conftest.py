@@ -2,8 +2,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.config import Settings
 from shared.resources import Resources, open_resources
+from shared.settings import Settings
 from shared.sink import MemorySink
 
 

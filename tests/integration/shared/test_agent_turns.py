@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from shared.agents.agent import Agent, AgentConfig, AgentMetadata
+from shared.agents.agent import Agent, AgentConfig
 from shared.agents.factory import rehydrate_agent
 from shared.errors import AgentNotInitialized, ProviderInstanceNotFound
 from shared.leases import acquire_lease
 from shared.providers.instances import delete_instance
 from shared.resources import Resources
-from shared.sessions import update_agent
 from shared.sink import MemorySink
 from shared.threads import ThreadWriter
 from tests.fakellm import FakeLLM, Reply
@@ -20,6 +19,7 @@ from tests.helpers import (
     events_of,
     run,
     send,
+    switch_provider,
     turn_of,
     types_of,
 )
@@ -67,7 +67,6 @@ async def test_agent_has_no_provider_until_initialized(res: Resources, llm: Fake
     assert not hasattr(agent.config, "provider")
     assert not any(f == "provider" for f in AgentConfig.__dataclass_fields__)
     assert isinstance(agent, Agent)
-    assert AgentMetadata(name="x", model_id=None, provider_instance_id=None).name == "x"
 
 
 async def test_deleted_instance_fails_turn_with_provider_instance_not_found(
@@ -212,7 +211,7 @@ async def test_switching_provider_between_turns_uses_the_new_one(
     first = await send(res, agent_id, "first")
     await run(res, agent_id)
 
-    await res.db.run(update_agent, agent_id, {"provider_instance_id": openai, "model_id": "gpt-4o"})
+    await switch_provider(res, agent_id, openai, "gpt-4o")
     second = await send(res, agent_id, "second")
     await run(res, agent_id)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
 from shared.errors import ApprovalAlreadyDecided
 from shared.resources import Resources, open_resources
+from shared.settings import Settings
 from shared.sink import MemorySink
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import (

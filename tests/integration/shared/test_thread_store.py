@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.agents.thread_store import EventCache
+from shared.agents.context import EventCache
 from shared.db import Database
 from shared.errors import LeaseLost
 from shared.events import NewEvent, StoredEvent

@@ -21,7 +21,6 @@ from shared.leases import acquire_lease, release_lease
 from shared.models import Thread, Turn
 from shared.providers.instances import delete_instance
 from shared.resources import Resources
-from shared.sessions import update_agent
 from shared.threads import ThreadWriter
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import (
@@ -34,6 +33,7 @@ from tests.helpers import (
     pending,
     run,
     send,
+    switch_provider,
     turn_of,
 )
 from workers.runner import WorkerState, run_kick
@@ -64,9 +64,7 @@ async def assert_next_turn_completes(
     res: Resources, llm: FakeLLM, agent_id: str, instance_id: str
 ) -> None:
     """Switch the agent to a working instance; its next message must complete."""
-    await res.db.run(
-        update_agent, agent_id, {"provider_instance_id": instance_id, "model_id": MODELS["openai"]}
-    )
+    await switch_provider(res, agent_id, instance_id, MODELS["openai"])
     turn = await send(res, agent_id, "are you still there?")
     await run(res, agent_id)
     done = await turn_of(res, turn.id)

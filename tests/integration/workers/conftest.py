@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.config import Settings
 from shared.queue import KickSender, make_celery
+from shared.settings import Settings
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from shared.config import Settings
 from shared.keys import worker_loads
 from shared.queue import KickSender
 from shared.resources import Resources
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, send, turn_of
 from tests.integration.workers.backlogs import (

@@ -15,10 +15,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.config import Settings
 from shared.keys import kick_pending
 from shared.queue import KICK_PENDING_TTL_S, KickSender, make_celery
 from shared.resources import Resources
+from shared.settings import Settings
 from tests.conftest import TEST_REDIS_URL
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, send, turn_of

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.config import Settings
 from shared.queue import KickSender, make_celery
 from shared.resources import Resources
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, events_of, send, turn_of
 from tests.processes import WorkerProcess

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
 from shared.queue import KickSender, make_celery
 from shared.resources import Resources
+from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import add_agent, add_instance, send, turn_of, types_of
 from tests.processes import WorkerProcess

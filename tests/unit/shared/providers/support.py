@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.providers.base import ChatMessage, ModelRequest, ProviderEvent
+from shared.llm import ChatMessage, ModelRequest, ProviderEvent
 
 API_KEY = "sk-test-0123456789abcdef"
 

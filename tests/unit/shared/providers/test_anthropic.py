@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from shared.errors import ProviderError
-from shared.providers.anthropic import AnthropicProvider
-from shared.providers.base import (
+from shared.llm import (
     ChatMessage,
     ModelRequest,
     StopEvent,
@@ -21,7 +21,7 @@ from shared.providers.base import (
 from tests.fakellm import FakeLLM, Reply
 from tests.unit.shared.providers.support import API_KEY, ask, collect
 
-MakeAnthropic = Callable[..., AnthropicProvider]
+MakeAnthropic = Callable[..., Awaitable[Any]]
 
 
 async def test_streams_text_in_chunks_then_usage_then_one_stop(
@@ -29,7 +29,7 @@ async def test_streams_text_in_chunks_then_usage_then_one_stop(
 ) -> None:
     fake_llm.script(Reply(text="hello brave new world", input_tokens=11, output_tokens=7))
 
-    events = await collect(make_anthropic(), ask("hi"))
+    events = await collect(await make_anthropic(), ask("hi"))
 
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) == 4
@@ -46,7 +46,7 @@ async def test_sends_model_max_tokens_system_and_tools_with_the_key(
     tool = ToolSpec(name="read_file", description="Read a file", input_schema={"type": "object"})
     request = ask("hi", system="be brief", tools=[tool], max_tokens=123)
 
-    await collect(make_anthropic(), request)
+    await collect(await make_anthropic(), request)
 
     [recorded] = fake_llm.requests
     assert recorded.path == "/v1/messages"
@@ -69,7 +69,7 @@ async def test_tool_call_arrives_whole_with_parsed_arguments(
 ) -> None:
     fake_llm.script(Reply(text="Let me look.", tool_calls=[("get_weather", {"city": "Paris"})]))
 
-    events = await collect(make_anthropic(), ask("weather?"))
+    events = await collect(await make_anthropic(), ask("weather?"))
 
     [call_event] = [e for e in events if isinstance(e, ToolCallEvent)]
     assert call_event.call.name == "get_weather"
@@ -95,7 +95,7 @@ async def test_tool_round_trip_sends_tool_use_blocks_and_groups_consecutive_resu
         ],
     )
 
-    events = await collect(make_anthropic(), request)
+    events = await collect(await make_anthropic(), request)
 
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "done: no such file"
     assert fake_llm.requests[0].body["messages"] == [
@@ -128,7 +128,7 @@ async def test_max_tokens_stop_is_reported(
 ) -> None:
     fake_llm.script(Reply(text="cut short", stop_reason="max_tokens"))
 
-    events = await collect(make_anthropic(), ask("write a novel"))
+    events = await collect(await make_anthropic(), ask("write a novel"))
 
     assert events[-1] == StopEvent(reason="max_tokens")
 
@@ -139,7 +139,7 @@ async def test_malformed_tool_arguments_are_a_provider_error(
     fake_llm.script(Reply(tool_calls=[("read", '{"path": "a.tx')]))
 
     with pytest.raises(ProviderError) as caught:
-        await collect(make_anthropic(), ask("read"))
+        await collect(await make_anthropic(), ask("read"))
 
     assert caught.value.code == "provider_error"
 
@@ -150,7 +150,7 @@ async def test_stream_ending_without_message_stop_is_a_provider_error(
     fake_llm.script(Reply(text="half an answer", no_stop=True))
 
     with pytest.raises(ProviderError) as caught:
-        await collect(make_anthropic(), ask("hi"))
+        await collect(await make_anthropic(), ask("hi"))
 
     assert caught.value.code == "provider_error"
 
@@ -160,7 +160,7 @@ async def test_list_models_returns_the_model_ids(
 ) -> None:
     fake_llm.configure(models=["claude-a", "claude-b"])
 
-    assert await make_anthropic().list_models() == ["claude-a", "claude-b"]
+    assert await (await make_anthropic()).list_models() == ["claude-a", "claude-b"]
 
 
 async def test_never_reads_the_sdk_environment_variables(
@@ -170,7 +170,7 @@ async def test_never_reads_the_sdk_environment_variables(
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "operator-token-from-env")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
 
-    await collect(make_anthropic(), ask("hi"))
+    await collect(await make_anthropic(), ask("hi"))
 
     [recorded] = fake_llm.requests
     assert "from-env" not in str(recorded.headers)
@@ -181,7 +181,7 @@ async def test_sequential_calls_through_one_shared_client_reuse_one_connection(
     fake_llm: FakeLLM, make_anthropic: MakeAnthropic
 ) -> None:
     for n in range(5):
-        await collect(make_anthropic(), ask(f"call {n}"))  # a new provider per turn, one pool
+        await collect(await make_anthropic(), ask(f"call {n}"))  # a new provider per turn, one pool
 
     assert fake_llm.requests_served == 5
     assert fake_llm.connections_accepted == 1
@@ -190,7 +190,7 @@ async def test_sequential_calls_through_one_shared_client_reuse_one_connection(
 async def test_estimate_tokens_is_local_and_grows_with_the_conversation(
     fake_llm: FakeLLM, make_anthropic: MakeAnthropic
 ) -> None:
-    provider = make_anthropic()
+    provider = await make_anthropic()
 
     short, long = provider.estimate_tokens(ask("hi")), provider.estimate_tokens(ask("hi " * 400))
 

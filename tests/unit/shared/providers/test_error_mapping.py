@@ -8,7 +8,7 @@ export is mapped (the application itself imports them only in
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
@@ -24,13 +24,13 @@ from shared.errors import (
     ProviderRateLimited,
     ProviderUnreachable,
 )
+from shared.llm import TextDelta
 from shared.providers import anthropic as anthropic_provider
 from shared.providers import openai_chat
-from shared.providers.base import TextDelta
 from tests.fakellm import FakeLLM, Reply
 from tests.unit.shared.providers.support import API_KEY, ask, collect
 
-MakeProvider = Callable[..., Any]
+MakeProvider = Callable[..., Awaitable[Any]]
 
 
 async def _failure(provider: Any, reply: Reply, fake_llm: FakeLLM) -> ProviderError:
@@ -57,7 +57,7 @@ async def _failure(provider: Any, reply: Reply, fake_llm: FakeLLM) -> ProviderEr
 async def test_http_error_status_maps_to_code_and_retryability(
     fake_llm: FakeLLM, make_provider: MakeProvider, status: int, code: str, retryable: bool
 ) -> None:
-    error = await _failure(make_provider(), Reply(error_status=status), fake_llm)
+    error = await _failure(await make_provider(), Reply(error_status=status), fake_llm)
 
     assert (error.code, error.retryable) == (code, retryable)
     assert isinstance(error, ProviderBadRequest) == (code == "provider_error" and not retryable)
@@ -68,7 +68,7 @@ async def test_rate_limit_carries_retry_after_from_the_header(
 ) -> None:
     reply = Reply(error_status=429, error_headers={"retry-after": "7"})
 
-    error = await _failure(make_provider(), reply, fake_llm)
+    error = await _failure(await make_provider(), reply, fake_llm)
 
     assert isinstance(error, ProviderRateLimited)
     assert error.retry_after_s == 7.0
@@ -77,7 +77,7 @@ async def test_rate_limit_carries_retry_after_from_the_header(
 async def test_hang_past_the_timeout_is_provider_unreachable(
     fake_llm: FakeLLM, make_provider: MakeProvider
 ) -> None:
-    error = await _failure(make_provider(timeout_s=0.1), Reply(hang=True), fake_llm)
+    error = await _failure(await make_provider(timeout_s=0.1), Reply(hang=True), fake_llm)
 
     assert error.code == "provider_unreachable"
 
@@ -87,7 +87,7 @@ async def test_stream_stalled_past_the_timeout_is_provider_unreachable(
 ) -> None:
     reply = Reply(text="slow words here", token_delay_s=2.0)
 
-    error = await _failure(make_provider(timeout_s=0.1), reply, fake_llm)
+    error = await _failure(await make_provider(timeout_s=0.1), reply, fake_llm)
 
     assert error.code == "provider_unreachable"
 
@@ -96,7 +96,7 @@ async def test_refused_connection_is_provider_unreachable(make_provider: MakePro
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    provider = make_provider(base_url=f"http://127.0.0.1:{port}")
+    provider = await make_provider(base_url=f"http://127.0.0.1:{port}")
 
     with pytest.raises(ProviderUnreachable):
         await collect(provider, ask("hi"))
@@ -105,7 +105,9 @@ async def test_refused_connection_is_provider_unreachable(make_provider: MakePro
 async def test_malformed_stream_is_provider_error(
     fake_llm: FakeLLM, make_provider: MakeProvider
 ) -> None:
-    error = await _failure(make_provider(), Reply(text="fine words", malformed=True), fake_llm)
+    error = await _failure(
+        await make_provider(), Reply(text="fine words", malformed=True), fake_llm
+    )
 
     assert error.code == "provider_error"
     assert error.retryable
@@ -118,7 +120,7 @@ async def test_stream_cut_after_the_first_token_is_provider_error(
     received = []
 
     with pytest.raises(ProviderError) as caught:
-        async for event in make_provider().stream(ask("hi")):
+        async for event in (await make_provider()).stream(ask("hi")):
             received.append(event)
 
     assert received == [TextDelta(text="one ")]
@@ -131,7 +133,7 @@ async def test_canary_key_never_appears_in_the_error_even_when_the_server_echoes
 ) -> None:
     reply = Reply(error_status=status, echo_headers=True)
 
-    error = await _failure(make_provider(), reply, fake_llm)
+    error = await _failure(await make_provider(), reply, fake_llm)
 
     assert "request headers" in error.message  # the echo did come back...
     assert API_KEY not in error.message  # ...without the key
@@ -144,7 +146,7 @@ async def test_error_text_from_the_server_is_capped(
 ) -> None:
     reply = Reply(error_status=400, error_body={"error": {"message": "x" * 10_000}})
 
-    error = await _failure(make_provider(), reply, fake_llm)
+    error = await _failure(await make_provider(), reply, fake_llm)
 
     assert len(error.message) < 400
 
@@ -155,7 +157,7 @@ async def test_unaccepted_key_gets_the_providers_401_and_provider_auth_failed(
     fake_llm.configure(api_keys=["some-other-key"])
 
     with pytest.raises(ProviderAuthFailed) as caught:
-        await collect(make_provider(), ask("hi"))
+        await collect(await make_provider(), ask("hi"))
 
     assert API_KEY not in caught.value.message
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from shared.errors import ProviderError, ProviderRateLimited
-from shared.providers.base import ModelRequest, ProviderEvent, StopEvent, TextDelta
+from shared.llm import ModelRequest, ProviderEvent, StopEvent, TextDelta
 from shared.providers.retry import RetryPolicy, stream_with_retry
 from tests.fakellm import FakeLLM, Reply
 from tests.unit.shared.providers.support import ask
 
-MakeProvider = Callable[..., Any]
+MakeProvider = Callable[..., Awaitable[Any]]
 FAST = RetryPolicy(base_delay_s=0.001, max_delay_s=0.5)
 
 
@@ -33,7 +33,7 @@ async def test_rate_limited_call_waits_for_retry_after_then_succeeds(
     fake_llm.script(Reply(text="second time lucky"))
     started = time.monotonic()
 
-    events = await _run(make_provider(), ask("hi"), FAST)
+    events = await _run(await make_provider(), ask("hi"), FAST)
 
     assert time.monotonic() - started >= 0.1
     assert _text(events) == "second time lucky"
@@ -46,7 +46,7 @@ async def test_unavailable_server_is_retried_then_succeeds(
 ) -> None:
     fake_llm.script(Reply(error_status=503), times=2)
 
-    events = await _run(make_provider(), ask("hi"), FAST)
+    events = await _run(await make_provider(), ask("hi"), FAST)
 
     assert _text(events) == "echo: hi"
     assert len(fake_llm.requests) == 3
@@ -57,7 +57,7 @@ async def test_stream_cut_before_the_first_token_is_retried(
 ) -> None:
     fake_llm.script(Reply(text="lost words", cut_after_chunks=0))
 
-    events = await _run(make_provider(), ask("hi"), FAST)
+    events = await _run(await make_provider(), ask("hi"), FAST)
 
     assert _text(events) == "echo: hi"
     assert len(fake_llm.requests) == 2
@@ -69,7 +69,7 @@ async def test_auth_failure_fails_at_once_without_retry(
     fake_llm.script(Reply(error_status=401), times=None)
 
     with pytest.raises(ProviderError) as caught:
-        await _run(make_provider(), ask("hi"), FAST)
+        await _run(await make_provider(), ask("hi"), FAST)
 
     assert caught.value.code == "provider_auth_failed"
     assert len(fake_llm.requests) == 1
@@ -81,7 +81,7 @@ async def test_bad_request_fails_at_once_without_retry(
     fake_llm.script(Reply(error_status=400), times=None)
 
     with pytest.raises(ProviderError):
-        await _run(make_provider(), ask("hi"), FAST)
+        await _run(await make_provider(), ask("hi"), FAST)
 
     assert len(fake_llm.requests) == 1
 
@@ -93,7 +93,7 @@ async def test_stream_cut_after_the_first_token_is_not_retried(
     received: list[ProviderEvent] = []
 
     with pytest.raises(ProviderError) as caught:
-        async for event in stream_with_retry(make_provider(), ask("hi"), FAST):
+        async for event in stream_with_retry(await make_provider(), ask("hi"), FAST):
             received.append(event)
 
     assert received == [TextDelta(text="one ")]
@@ -107,7 +107,9 @@ async def test_gives_up_after_max_attempts_with_the_last_error(
     fake_llm.script(Reply(error_status=500), times=None)
 
     with pytest.raises(ProviderError) as caught:
-        await _run(make_provider(), ask("hi"), RetryPolicy(max_attempts=3, base_delay_s=0.001))
+        await _run(
+            await make_provider(), ask("hi"), RetryPolicy(max_attempts=3, base_delay_s=0.001)
+        )
 
     assert caught.value.code == "provider_error"
     assert len(fake_llm.requests) == 3
@@ -118,7 +120,7 @@ async def test_hang_is_retried_as_unreachable_then_succeeds(
 ) -> None:
     fake_llm.script(Reply(hang=True))
 
-    events = await _run(make_provider(timeout_s=0.1), ask("hi"), FAST)
+    events = await _run(await make_provider(timeout_s=0.1), ask("hi"), FAST)
 
     assert _text(events) == "echo: hi"
     assert len(fake_llm.requests) == 2

@@ -23,7 +23,7 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from shared.keys import celery_queue
 from shared.models import Turn
@@ -32,6 +32,7 @@ from shared.status import IN_PROGRESS, OPEN, TurnStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REFRESH_S = 5.0
+WAITING_REASONS = ("provider_cooldown", "rate_limit", "budget_reserved")
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # no _created series beside each counter
@@ -68,6 +69,18 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        self.waiting = Gauge(
+            "bobbin_turns_waiting",
+            "Queued turns waiting without a worker slot, by reason (provider_cooldown, "
+            "rate_limit, budget_reserved), from the database.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.cooldowns = Gauge(
+            "bobbin_provider_cooldowns",
+            "Provider instance and model pairs in a cooldown their provider asked for.",
+            registry=self.registry,
+        )
 
     def count_request(self, method: str, status: int) -> None:
         self._requests.labels(method, str(status)).inc()
@@ -85,6 +98,10 @@ class Metrics:
         self.queue_depth.set(counts.get(TurnStatus.QUEUED, 0))
         for status in sorted(IN_PROGRESS):
             self.in_progress.labels(status).set(counts.get(status, 0))
+        waiting = await resources.db.read(_waiting_counts)
+        for reason in WAITING_REASONS:
+            self.waiting.labels(reason).set(waiting.get(reason, 0))
+        self.cooldowns.set(await resources.flow.throttle.cooldown_count())
         queue = celery_queue()
         self.broker_queue.labels(queue).set(await resources.redis.llen(queue))
 
@@ -107,6 +124,17 @@ class Metrics:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval_s):
                     await stop.wait()
+
+
+def _waiting_counts(session: Session) -> dict[str, int]:
+    rows = session.exec(
+        select(Turn.waiting).where(
+            Turn.status == TurnStatus.QUEUED,
+            col(Turn.not_before).is_not(None),
+        )
+    ).all()
+    reasons = [w.get("reason") for w in rows if w]
+    return {reason: reasons.count(reason) for reason in set(reasons) if reason}
 
 
 def _open_turn_counts(session: Session) -> dict[str, int]:

@@ -26,9 +26,10 @@ from shared.agents.records import AgentView
 from shared.configuration import Configuration
 from shared.events import StoredEvent
 from shared.models import Approval, ChatSession, Project, Turn
+from shared.pricing import usd
 from shared.providers.catalog import CatalogProvider
 from shared.providers.instances import InstanceView
-from shared.status import FINISHED
+from shared.status import FINISHED, TurnStatus
 
 MAX_NAME_CHARS = 200
 MAX_MESSAGE_CHARS = 1_000_000
@@ -44,7 +45,10 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _iso_utc(moment: datetime) -> str:
+def iso_utc(moment: datetime | float) -> str:
+    """A stored moment (a datetime, or epoch seconds) as ISO-8601 UTC."""
+    if isinstance(moment, float | int):
+        moment = datetime.fromtimestamp(moment, UTC)
     if moment.tzinfo is None:  # stored in UTC; SQLite hands it back naive
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -58,7 +62,7 @@ InstanceId = Annotated[
 ]
 BaseUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$"), NoNul]
 DirectoryPath = Annotated[str, StringConstraints(min_length=1, max_length=4096), NoNul]
-UtcDatetime = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
+UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
 
 
 class Body(BaseModel):
@@ -80,6 +84,13 @@ class PatchBody(Body):
     def changes(self, *fields: str) -> dict[str, Any]:
         """The given fields the client set, with their new values."""
         return {f: getattr(self, f) for f in fields if f in self.model_fields_set}
+
+    def budget_change(self) -> dict[str, Any]:
+        """``budget`` as stored, when the client set it (null removes it)."""
+        if "budget" not in self.model_fields_set:
+            return {}
+        budget = getattr(self, "budget", None)
+        return {"budget": budget.model_dump() if budget else None}
 
 
 def config_patch(configuration: Configuration | None, was_set: bool) -> dict[str, Any]:
@@ -130,6 +141,30 @@ class CredentialIn(Body):
     api_key: Annotated[str, StringConstraints(min_length=1, max_length=10_000), NoNul]
 
 
+class ModelDeclaration(Body):
+    """A model an instance serves: what the catalog does not know, or overrides."""
+
+    id: Name
+    context_window: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    supports_tools: bool | None = None
+    cost_per_mtok_in: float | None = Field(default=None, ge=0)
+    cost_per_mtok_out: float | None = Field(default=None, ge=0)
+
+
+class LimitValues(Body):
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    input_tokens_per_minute: int | None = Field(default=None, ge=1)
+    output_tokens_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent_requests: int | None = Field(default=None, ge=1)
+
+
+class Limits(LimitValues):
+    """Limits for the instance as a whole, and per model; they hold across the cluster."""
+
+    per_model: dict[Name, LimitValues] | None = None
+
+
 class InstanceCreate(Body):
     id: InstanceId | None = None
     name: Name
@@ -137,6 +172,13 @@ class InstanceCreate(Body):
     base_url: BaseUrl | None = None
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     credential: CredentialIn | None = None
+    models: list[ModelDeclaration] = Field(default_factory=list, max_length=1000)
+    limits: Limits | None = None
+
+    def declared(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """``models`` and ``limits`` as the instance stores them."""
+        models = [m.model_dump(exclude_none=True) for m in self.models]
+        return models, self.limits.model_dump(exclude_none=True) if self.limits else {}
 
 
 class InstanceUpdate(PatchBody):
@@ -147,6 +189,17 @@ class InstanceUpdate(PatchBody):
     base_url: BaseUrl | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     credential: CredentialIn | None = None
+    models: list[ModelDeclaration] | None = Field(default=None, max_length=1000)
+    limits: Limits | None = None
+
+    def declared(self) -> dict[str, Any]:
+        """The set ones of ``models`` and ``limits`` as the instance stores them (null: none)."""
+        changes: dict[str, Any] = {}
+        if "models" in self.model_fields_set:
+            changes["models"] = [m.model_dump(exclude_none=True) for m in self.models or []]
+        if "limits" in self.model_fields_set:
+            changes["limits"] = self.limits.model_dump(exclude_none=True) if self.limits else {}
+        return changes
 
 
 class InstanceList(ListPage):
@@ -166,16 +219,25 @@ class InstanceTestOut(BaseModel):
 # -- projects and sessions ------------------------------------------------------------
 
 
+class BudgetIn(Body):
+    """At most ``max_cost_usd`` (a decimal string) of model calls per UTC ``window``."""
+
+    max_cost_usd: Annotated[str, StringConstraints(pattern=r"^\d{1,9}(\.\d{1,9})?$")]
+    window: Literal["total", "day", "month"] = "total"
+
+
 class ProjectCreate(Body):
     name: Name
     working_directory: DirectoryPath | None = None
     configuration: Configuration | None = None
+    budget: BudgetIn | None = None
 
 
 class ProjectUpdate(PatchBody):
     name: Name | None = None
     working_directory: DirectoryPath | None = None
     configuration: Configuration | None = None
+    budget: BudgetIn | None = None
 
 
 class ProjectOut(BaseModel):
@@ -183,11 +245,15 @@ class ProjectOut(BaseModel):
     name: str
     working_directory: str | None
     configuration: dict[str, Any]
+    budget: dict[str, Any] | None = None
+    spent_usd: str | None = None  # in the budget's current window
     created_at: UtcDatetime
 
     @classmethod
-    def of(cls, row: Project) -> ProjectOut:
-        return cls.model_validate(row, from_attributes=True)
+    def of(cls, row: Project, spent_usd: str | None = None) -> ProjectOut:
+        out = cls.model_validate(row, from_attributes=True)
+        out.spent_usd = spent_usd
+        return out
 
 
 class ProjectList(ListPage):
@@ -197,11 +263,13 @@ class ProjectList(ListPage):
 class SessionCreate(Body):
     name: Name
     configuration: Configuration | None = None
+    budget: BudgetIn | None = None
 
 
 class SessionUpdate(PatchBody):
     name: Name | None = None
     configuration: Configuration | None = None
+    budget: BudgetIn | None = None
 
 
 class SessionOut(BaseModel):
@@ -209,17 +277,23 @@ class SessionOut(BaseModel):
     project_id: str
     name: str
     configuration: dict[str, Any]
+    budget: dict[str, Any] | None = None
+    spent_usd: str | None = None  # in the budget's current window
     coordinator_agent_id: str
     approved_tools: list[str]
     created_at: UtcDatetime
 
     @classmethod
-    def of(cls, row: ChatSession, approved_tools: set[str]) -> SessionOut:
+    def of(
+        cls, row: ChatSession, approved_tools: set[str], spent_usd: str | None = None
+    ) -> SessionOut:
         return cls(
             id=row.id,
             project_id=row.project_id,
             name=row.name,
             configuration=row.configuration,
+            budget=row.budget,
+            spent_usd=spent_usd,
             coordinator_agent_id=f"{row.id}.1",
             approved_tools=sorted(approved_tools),
             created_at=row.created_at,
@@ -272,6 +346,23 @@ class TurnErrorOut(BaseModel):
 class UsageOut(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: str | None = None  # null when no price is known
+    estimated: bool = False  # the server sent no usage: Bobbin counted the tokens
+
+    @classmethod
+    def of(cls, stored: dict[str, Any]) -> UsageOut:
+        nanos = stored.get("cost_nanos")
+        return cls(
+            input_tokens=stored.get("input_tokens", 0),
+            output_tokens=stored.get("output_tokens", 0),
+            cost_usd=usd(nanos) if nanos is not None else None,
+            estimated=stored.get("estimated", False),
+        )
+
+
+class WaitingOut(BaseModel):
+    reason: str
+    until: UtcDatetime | None
 
 
 class TurnOut(BaseModel):
@@ -290,12 +381,13 @@ class TurnOut(BaseModel):
     finished_at: UtcDatetime | None
     error: TurnErrorOut | None = None
     usage: UsageOut | None = None
+    waiting: WaitingOut | None = None
 
     @model_serializer(mode="wrap")
     def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """``error`` and ``usage`` are left out rather than null."""
+        """``error``, ``usage`` and ``waiting`` are left out rather than null."""
         data: dict[str, Any] = handler(self)
-        for key in ("error", "usage"):
+        for key in ("error", "usage", "waiting"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -303,10 +395,12 @@ class TurnOut(BaseModel):
     @classmethod
     def of(cls, turn: Turn) -> TurnOut:
         shows_error = turn.status in FINISHED and bool(turn.error)
+        waits = turn.status == TurnStatus.QUEUED and turn.waiting is not None
         return cls(
-            **turn.model_dump(exclude={"error", "usage"}),
+            **turn.model_dump(exclude={"error", "usage", "waiting"}),
             error=TurnErrorOut.model_validate(turn.error) if shows_error else None,
-            usage=UsageOut.model_validate(turn.usage) if turn.usage else None,
+            usage=UsageOut.of(turn.usage) if turn.usage else None,
+            waiting=WaitingOut.model_validate(turn.waiting) if waits else None,
         )
 
 

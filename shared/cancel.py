@@ -32,7 +32,7 @@ from shared.leases import acquire_lease, release_lease
 from shared.models import Turn, utcnow
 from shared.sink import EventSink
 from shared.status import OPEN, TurnStatus, transition
-from shared.threads import ThreadWriter, events_of_turn
+from shared.threads import ThreadWriter
 from shared.turns import lock_turn
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ async def _cancel_parked(
         return None
     writer = ThreadWriter(db, lease, sink)
     try:
-        turn_events = await db.read(events_of_turn, turn.agent_id, turn_id)
-        await writer.end_turn(turn_id, turn_events, Ending.cancelled())
+        await writer.end_turn(turn_id, Ending.cancelled())  # its calls read in the transaction
     except (TurnNotOpen, LeaseLost):  # it ended meanwhile, or the next holder ends it
         await db.run(release_lease, lease)
         return None

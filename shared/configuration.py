@@ -1,18 +1,36 @@
 """Configuration inheritance: project -> session -> agent, resolved field by field.
 
-``tool_policies`` merge per tool (the nearest level wins); every other field
-is replaced whole by the nearest level that sets it.
+``tool_policies`` merge per tool and ``model_settings`` per setting (the
+nearest level wins); every other field is replaced whole by the nearest level
+that sets it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ProviderNotConfigured
+from shared.llm import ReasoningEffort
 
 Policy = Literal["allow", "ask", "deny"]
+
+
+class ModelSettings(BaseModel):
+    """How the model is asked to answer (API.md v1.1); merged per field across levels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_output_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=4
+    )
+    reasoning_effort: ReasoningEffort | None = None
+    context_window: int | None = Field(default=None, ge=1)
+    compact_at: float | None = Field(default=None, ge=0.1, le=0.95)
 
 
 class Configuration(BaseModel):
@@ -24,9 +42,17 @@ class Configuration(BaseModel):
     model_id: str | None = Field(default=None, min_length=1, max_length=200)
     tool_policies: dict[str, Policy] | None = None
     system_prompt: str | None = Field(default=None, max_length=100_000)
+    model_settings: ModelSettings | None = None
 
 
-AGENT_OVERRIDE_KEYS = ("provider_instance_id", "model_id", "tool_policies", "system_prompt")
+AGENT_OVERRIDE_KEYS = (
+    "provider_instance_id",
+    "model_id",
+    "tool_policies",
+    "system_prompt",
+    "model_settings",
+)
+MERGED_PER_FIELD = ("tool_policies", "model_settings")
 
 
 def effective(
@@ -35,17 +61,16 @@ def effective(
     """The configuration in force: the session's over the project's, and the agent's own
     overrides (kept in its thread's metadata) over both. The one place it is worked out."""
     agent = {key: (agent_meta or {}).get(key) for key in AGENT_OVERRIDE_KEYS}
-    merged: dict[str, Any] = {}
-    policies: dict[str, Policy] = {}
+    merged: dict[str, Any] = {key: {} for key in MERGED_PER_FIELD}
     for level in (project, session, agent):
         for key, value in level.items():
             if value is None or key not in Configuration.model_fields:
                 continue
-            if key == "tool_policies":
-                policies.update(value)
+            if key in MERGED_PER_FIELD:  # per tool, per setting: the nearest level wins
+                merged[key].update({k: v for k, v in value.items() if v is not None})
             else:
                 merged[key] = value
-    return Configuration(**merged, tool_policies=policies)
+    return Configuration(**merged)
 
 
 def provider_pair(config: Configuration) -> tuple[str, str]:

@@ -34,6 +34,7 @@ class Ending:
     usage: dict[str, int] | None = None
     running_s: float | None = None
     attempt: int | None = None
+    provider_attempts: int | None = None  # the throttled attempts left on the row, when changed
 
     @classmethod
     def completed(cls, text: str, usage: dict[str, int], running_s: float) -> Ending:
@@ -100,7 +101,7 @@ class Ending:
             "output": self.text or (texts[-1] if texts else None),
         }
         optional = {"error": self.error, "usage": self.usage, "running_s": self.running_s}
-        optional["attempt"] = self.attempt
+        optional |= {"attempt": self.attempt, "provider_attempts": self.provider_attempts}
         changes |= {k: v for k, v in optional.items() if v is not None}
         return changes
 

@@ -23,14 +23,17 @@
     │   ├── MaxToolRoundsExceeded       max_tool_rounds_exceeded
     │   ├── TurnTimeout                 turn_timeout
     │   ├── WorkerLost                  worker_lost
-    │   └── WorkingDirectoryUnavailable working_directory_unavailable
+    │   ├── WorkingDirectoryUnavailable working_directory_unavailable
+    │   ├── BudgetExceeded              budget_exceeded
+    │   └── ModelPriceUnknown           model_price_unknown
     └── ProviderError                   provider_error (502, retryable)
         ├── ProviderInstanceNotFound    provider_instance_not_found (422)
         ├── ModelNotFound               model_not_found (422)
         ├── ProviderCredentialMissing   provider_credential_missing (422)
         ├── ProviderAuthFailed          provider_auth_failed (502)
         ├── ProviderUnreachable         provider_unreachable (502, retryable)
-        └── ProviderRateLimited         provider_rate_limited (429, retryable)
+        ├── ProviderOverloaded          provider_error (502, retryable; throttling)
+        └── ProviderRateLimited         provider_rate_limited (429, retryable; throttling)
 
 Errors cross processes (Celery payloads, stored events) as ``to_dict()``:
 code, message and retryable, never a pickled exception or a traceback.
@@ -173,10 +176,31 @@ class WorkingDirectoryUnavailable(TurnError):
     code = "working_directory_unavailable"
 
 
+class BudgetExceeded(TurnError):
+    """The call's worst case on top of what was spent would pass a budget."""
+
+    code = "budget_exceeded"
+
+
+class ModelPriceUnknown(TurnError):
+    """A budget applies, and nothing says what the model costs."""
+
+    code = "model_price_unknown"
+
+
 class ProviderError(BobbinError):
-    """A provider could not be made or its model call failed."""
+    """A provider could not be made or its model call failed.
+
+    ``throttled``: the provider asked callers to slow down (429, 503, 529),
+    ``retry_after_s`` for how long when it said.
+    """
 
     code, status, retryable = "provider_error", 502, True
+    throttled: ClassVar[bool] = False
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ProviderInstanceNotFound(ProviderError):
@@ -201,10 +225,13 @@ class ProviderUnreachable(ProviderError):
 
 class ProviderRateLimited(ProviderError):
     code, status, retryable = "provider_rate_limited", 429, True
+    throttled = True
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+
+class ProviderOverloaded(ProviderError):
+    """503 or 529: the provider is overloaded and asks callers to slow down."""
+
+    throttled = True
 
 
 class ProviderBadRequest(ProviderError):

@@ -60,7 +60,7 @@ class TurnStartedData(_Data):
 
 
 class TurnCompletedData(_Data):
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
 
 
 class TurnFailedData(_Data):
@@ -78,7 +78,10 @@ class TextData(_Data):
 
 
 class StateData(_Data):
-    state: Literal["idle", "thinking", "streaming", "tool_execution", "awaiting_approval"]
+    state: Literal[
+        "idle", "thinking", "streaming", "tool_execution", "awaiting_approval", "waiting"
+    ]
+    reason: str | None = None  # waiting: provider_cooldown, rate_limit, budget_reserved...
 
 
 class UsageData(_Data):
@@ -147,7 +150,7 @@ class Envelope(BaseModel):
             session_id=session_id,
             agent_id=agent_id,
             turn_id=turn_id,
-            data=model(**data).model_dump(),
+            data=model(**data).model_dump(exclude_none=True),
         )
 
 

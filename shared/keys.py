@@ -26,3 +26,21 @@ def kick_pending(agent_id: str) -> str:
 def worker_loads() -> str:
     """Hash of worker id -> "agents carried, capacity, posted at" (``workers.balance``)."""
     return f"{PREFIX}:worker-loads"
+
+
+def cooldown(instance_id: str, model_id: str) -> str:
+    """Set while a provider asked every caller of this instance and model to wait
+    (``shared.throttle``); its value is the epoch second it ends, and it expires then."""
+    return f"{PREFIX}:cooldown:{instance_id}:{model_id}"
+
+
+def rate_bucket(instance_id: str, scope: str, kind: str) -> str:
+    """A token bucket of an instance's limit (``scope``: ``*`` for the whole instance, or a
+    model id; ``kind``: requests, input_tokens or output_tokens per minute)."""
+    return f"{PREFIX}:bucket:{instance_id}:{scope}:{kind}"
+
+
+def in_flight(instance_id: str, scope: str) -> str:
+    """Sorted set of the calls in flight on an instance (or one of its models), each
+    scored with when its claim lapses, for ``max_concurrent_requests``."""
+    return f"{PREFIX}:inflight:{instance_id}:{scope}"

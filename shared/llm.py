@@ -10,7 +10,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+ReasoningEffort = Literal["low", "medium", "high"]
+
+
+class ModelInfo(BaseModel):
+    """What Bobbin knows of the model a provider calls: the catalog's values, overridden
+    field by field by what the instance declares (API.md v1.1, ``models``); a model
+    neither knows has no limits and no price (None)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    supports_tools: bool = True
+    cost_per_mtok_in: float | None = None
+    cost_per_mtok_out: float | None = None
+    reasoning: bool = False
+
+    @property
+    def priced(self) -> bool:
+        return self.cost_per_mtok_in is not None and self.cost_per_mtok_out is not None
 
 
 class ToolCallRequest(BaseModel):
@@ -52,9 +74,13 @@ class ToolCallEvent(BaseModel):
 
 
 class UsageEvent(BaseModel):
+    """The tokens the server counted; ``reported`` False when it sent none (some
+    compatible servers ignore ``stream_options.include_usage``)."""
+
     type: Literal["usage"] = "usage"
     input_tokens: int = 0
     output_tokens: int = 0
+    reported: bool = True
 
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "other"]
@@ -76,6 +102,10 @@ class ModelRequest(BaseModel):
     messages: list[ChatMessage]
     tools: list[ToolSpec] = []
     max_tokens: int = 4096
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 class Provider(Protocol):
@@ -83,6 +113,7 @@ class Provider(Protocol):
 
     kind: str
     model_id: str
+    model: ModelInfo
 
     def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         """Yield text deltas, then each tool call whole, then usage, then one stop.
@@ -94,6 +125,11 @@ class Provider(Protocol):
 
     def estimate_tokens(self, request: ModelRequest) -> int:
         """A cheap local estimate of the request's input tokens (no network)."""
+        ...
+
+    def ignored(self, request: ModelRequest) -> list[str]:
+        """The request's settings this provider kind or model cannot send (it leaves
+        them out of the request)."""
         ...
 
     async def list_models(self) -> list[str]:

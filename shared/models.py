@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -40,6 +40,7 @@ class Project(SQLModel, table=True):
     name: str
     working_directory: str | None = None
     configuration: dict[str, Any] = _json()
+    budget: dict[str, Any] | None = _json_nullable()  # {"max_cost_usd", "window"}
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -49,6 +50,7 @@ class ChatSession(SQLModel, table=True):
     project_id: str = Field(foreign_key="project.id", index=True)
     name: str
     configuration: dict[str, Any] = _json()
+    budget: dict[str, Any] | None = _json_nullable()
     agent_counter: int = 0
     session_seq: int = 0
     created_at: datetime = Field(default_factory=utcnow)
@@ -108,6 +110,10 @@ class Turn(SQLModel, table=True):
     error: dict[str, Any] | None = _json_nullable()
     usage: dict[str, Any] | None = _json_nullable()
     cancel_requested: bool = False
+    # Parked until then (epoch seconds), and why: a cooldown, a limit, a budget (flow control).
+    not_before: float | None = None
+    waiting: dict[str, Any] | None = _json_nullable()
+    provider_attempts: int = 0  # throttled answers (429, 529, 503) spent, across waits
     running_s: float = 0.0
     idempotency_key: str | None = None
     request_hash: str | None = None
@@ -155,6 +161,11 @@ class ProviderInstance(SQLModel, table=True):
     catalog_provider_id: str
     base_url: str | None = None
     timeout_s: float = 60.0
+    # Models the catalog does not know, or its values overridden: [{"id", "context_window"...}]
+    models: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    limits: dict[str, Any] = _json()  # requests and tokens per minute, concurrency
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -175,6 +186,32 @@ class ApiKey(SQLModel, table=True):
     prefix: str
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+
+
+class BudgetSpend(SQLModel, table=True):
+    """What a budget's scope (a project or a session) spent in one period, and holds now.
+
+    Amounts are in nano-dollars: integers add up exactly on every database.
+    ``period`` is ``total``, a UTC day (``2026-12-04``) or month (``2026-12``).
+    """
+
+    __tablename__ = "budget_spend"
+    scope_id: str = Field(primary_key=True)
+    period: str = Field(primary_key=True)
+    spent_nanos: int = Field(default=0, sa_type=BigInteger)
+    reserved_nanos: int = Field(default=0, sa_type=BigInteger)
+
+
+class BudgetHold(SQLModel, table=True):
+    """One model call's reservation against one budget, until its usage settles it."""
+
+    __tablename__ = "budget_hold"
+    id: str = Field(primary_key=True)
+    scope_id: str = Field(primary_key=True)
+    period: str
+    nanos: int = Field(sa_type=BigInteger)
+    turn_id: str = Field(index=True)
+    expires_at: float  # a hold its worker never settled is released after it
 
 
 def table(model: type[SQLModel]) -> Table:

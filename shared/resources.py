@@ -11,6 +11,7 @@ from functools import cached_property
 
 import redis.asyncio as aioredis
 
+from shared.agents.calls import FlowControl
 from shared.bus import RedisSink
 from shared.crypto import Cipher, check_fingerprint, load_fernet_key
 from shared.db import Database
@@ -20,6 +21,7 @@ from shared.outbound import AddressPolicy
 from shared.providers.registry import ProviderHook, ProviderRegistry
 from shared.settings import Settings
 from shared.sink import EventSink
+from shared.throttle import Throttle
 from shared.tools.sandbox import ToolIsolation, detect
 
 
@@ -32,6 +34,11 @@ class Resources:
     cipher: Cipher
     redis: aioredis.Redis
     sink: EventSink
+
+    @cached_property
+    def flow(self) -> FlowControl:
+        """Provider limits and budgets, shared by the turns of this process."""
+        return FlowControl(Throttle(self.redis), self.db, self.settings.turn_timeout_s)
 
     @cached_property
     def outbound(self) -> AddressPolicy:

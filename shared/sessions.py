@@ -32,25 +32,38 @@ def get_chat_session(session: Session, session_id: str) -> ChatSession:
 
 
 def create_project(
-    session: Session, name: str, working_directory: str | None, configuration: dict[str, Any]
+    session: Session,
+    name: str,
+    working_directory: str | None,
+    configuration: dict[str, Any],
+    budget: dict[str, Any] | None = None,
 ) -> Project:
     project = Project(
         id=new_id("prj"),
         name=name,
         working_directory=working_directory,
         configuration=configuration,
+        budget=budget,
     )
     session.add(project)
     return project
 
 
 def create_chat_session(
-    session: Session, project_id: str, name: str, configuration: dict[str, Any]
+    session: Session,
+    project_id: str,
+    name: str,
+    configuration: dict[str, Any],
+    budget: dict[str, Any] | None = None,
 ) -> tuple[ChatSession, str]:
     """Create the session and spawn its coordinator agent ``<session_id>.1`` with it."""
     get_project(session, project_id)
     chat = ChatSession(
-        id=new_id("ses"), project_id=project_id, name=name, configuration=configuration
+        id=new_id("ses"),
+        project_id=project_id,
+        name=name,
+        configuration=configuration,
+        budget=budget,
     )
     session.add(chat)
     session.flush()
@@ -94,7 +107,7 @@ def list_projects(session: Session, after: str | None, limit: int) -> list[Proje
 def update_project(
     session: Session, project_id: str, changes: dict[str, Any], config_patch: dict[str, Any]
 ) -> Project:
-    """Set ``changes`` (name, working_directory) and PATCH the configuration."""
+    """Set ``changes`` (name, working_directory, budget) and PATCH the configuration."""
     project = get_project(session, project_id)
     for key, value in changes.items():
         setattr(project, key, value)
@@ -130,7 +143,7 @@ def list_chat_sessions(
 def update_chat_session(
     session: Session, session_id: str, changes: dict[str, Any], config_patch: dict[str, Any]
 ) -> ChatSession:
-    """Set ``changes`` (name) and PATCH the configuration."""
+    """Set ``changes`` (name, budget) and PATCH the configuration."""
     chat = get_chat_session(session, session_id)
     for key, value in changes.items():
         setattr(chat, key, value)

@@ -13,6 +13,7 @@ change of a loaded row goes through ``transition``.
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
 
 
@@ -42,6 +43,14 @@ IN_PROGRESS = OPEN - {TurnStatus.QUEUED}  # its agent shows it as its status
 def predecessors(status: TurnStatus) -> tuple[TurnStatus, ...]:
     """The statuses a turn may move to ``status`` from (sorted: a stable SQL ``IN`` list)."""
     return tuple(sorted(s for s, nexts in TRANSITIONS.items() if status in nexts))
+
+
+def runnable(status: str, not_before: float | None, now: float | None = None) -> bool:
+    """Whether an agent's head turn can run now: queued, and due if it was parked (a head
+    that awaits approval, or waits for its provider, its limits or its budget, blocks its
+    agent). Every query that decides whether to run an agent's head asks this."""
+    due = not_before is None or not_before <= (time.time() if now is None else now)
+    return status == TurnStatus.QUEUED and due
 
 
 class IllegalTransition(AssertionError):

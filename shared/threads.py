@@ -31,7 +31,7 @@ from shared.models import (
 )
 from shared.sink import EventSink
 from shared.sql import Prepared
-from shared.status import OPEN, TurnStatus, predecessors
+from shared.status import OPEN, TurnStatus, predecessors, runnable
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -56,7 +56,7 @@ _SESSION_EVENTS_AFTER = Prepared(
 )
 _TURNS = table(Turn)
 _HEAD_STATUS = Prepared(
-    select(_TURNS.c.status)
+    select(_TURNS.c.status, _TURNS.c.not_before)
     .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(sorted(OPEN)))
     .order_by(_TURNS.c.position)
     .limit(1)
@@ -228,9 +228,9 @@ def session_events_after(
 
 
 def has_runnable_turn(session: Session, agent_id: str) -> bool:
-    """True when the agent's head turn is queued (an awaiting head blocks the agent)."""
-    status = _HEAD_STATUS.execute(session, {"agent_id": agent_id}).scalar()
-    return status == TurnStatus.QUEUED
+    """True when the agent's head turn can run now (``shared.status.runnable``)."""
+    head = _HEAD_STATUS.execute(session, {"agent_id": agent_id}).first()
+    return head is not None and runnable(*head)
 
 
 def get_thread(session: Session, thread_id: str) -> Thread:
@@ -281,19 +281,21 @@ class ThreadWriter:
         return rows
 
     async def end_turn(
-        self, turn_id: str, turn_events: Sequence[StoredEvent], ending: Ending
+        self, turn_id: str, ending: Ending, turn_events: Sequence[StoredEvent] | None = None
     ) -> tuple[list[StoredEvent], Ending]:
         """Commit ``ending`` and release the lease (or hold it over), in one transaction.
 
-        ``turn_events`` are the turn's events so far: its open calls get their
-        aborted results beside the closing event. Returns the events stored and
+        The turn's open calls get their aborted results beside the closing event,
+        derived from ``turn_events``, else from the turn's events as the closing
+        transaction reads them. A holder passes its own copy only when nothing can
+        have interrupted an append (a cancellation can land while an append's
+        transaction commits, and the copy would miss its events). Returns the events stored and
         the ending as recorded: cancelled when the turn's cancel was accepted
         first. Raises LeaseLost, or TurnNotOpen when the turn had already ended.
         """
         hold = self.hold()
-        rows, ending = await self.db.run(
-            self._commit_ending, turn_id, list(turn_events), ending, hold
-        )
+        known = None if turn_events is None else list(turn_events)
+        rows, ending = await self.db.run(self._commit_ending, turn_id, known, ending, hold)
         self._publish(rows)
         return rows, ending
 
@@ -331,10 +333,13 @@ class ThreadWriter:
         self,
         session: Session,
         turn_id: str,
-        turn_events: list[StoredEvent],
+        known: list[StoredEvent] | None,
         ending: Ending,
         hold: bool,
     ) -> tuple[list[StoredEvent], Ending]:
+        turn_events = (
+            known if known is not None else events_of_turn(session, self.lease.thread_id, turn_id)
+        )
         events = ending.events(turn_events)
         # The fence first (the thread row, then the turn row: every transaction that
         # takes both takes them in that order). A cancelled form has as many events.

@@ -10,6 +10,7 @@ import hashlib
 from datetime import timedelta
 
 from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from shared.errors import (
@@ -153,12 +154,25 @@ def expired_running_turns(session: Session, now: float) -> list[Turn]:
 
 
 def agents_needing_kick(session: Session, now: float, limit: int = 1000) -> list[str]:
-    """Agents with a queued turn and no live lease (their kick may have been lost)."""
+    """Agents with no live lease whose head turn can run now: their kick may have been
+    lost, or their parked head turn has come due."""
+    earlier = aliased(Turn)
+    blocked_by_an_earlier_turn = (
+        select(earlier.id)
+        .where(
+            earlier.agent_id == Turn.agent_id,
+            col(earlier.status).in_(sorted(OPEN)),
+            earlier.position < Turn.position,
+        )
+        .exists()
+    )
     rows = session.exec(
         select(Turn.agent_id)
         .join(Thread, col(Thread.id) == Turn.agent_id)
         .where(
             Turn.status == TurnStatus.QUEUED,
+            col(Turn.not_before).is_(None) | (col(Turn.not_before) <= now),
+            ~blocked_by_an_earlier_turn,
             (col(Thread.lease_holder).is_(None)) | (Thread.lease_expires_at < now),
         )
         .distinct()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from shared.errors import ProviderError
 from shared.llm import ModelRequest, Provider, ProviderEvent
+from shared.pricing import NANOS_PER_USD, cost_nanos
 from workers.metrics import WorkerMetrics
 
 UNRESOLVED = "unresolved"  # the provider label of an error raised before a provider existed
@@ -40,6 +41,7 @@ class ObservedProvider:
         self._metrics = metrics
         self.kind = inner.kind
         self.model_id = inner.model_id
+        self.model = inner.model
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         metrics, labels = self._metrics, (self.kind, self.model_id)
@@ -51,12 +53,17 @@ class ObservedProvider:
                 if waiting and event.type in ("text_delta", "tool_call"):
                     metrics.ttft.labels(*labels).observe(time.monotonic() - started)
                     waiting = False
-                elif event.type == "usage":
+                elif event.type == "usage" and event.reported:
                     metrics.tokens.labels(*labels, "input").inc(event.input_tokens)
                     metrics.tokens.labels(*labels, "output").inc(event.output_tokens)
+                    cost = cost_nanos(self.model, event.input_tokens, event.output_tokens)
+                    if cost:
+                        metrics.cost.labels(*labels).inc(cost / NANOS_PER_USD)
                 yield event
         except ProviderError as exc:
             metrics.provider_error(self.kind, exc.code)
+            if exc.throttled:
+                metrics.throttled.labels(*labels).inc()
             raise
         finally:
             aclose = getattr(events, "aclose", None)
@@ -65,6 +72,9 @@ class ObservedProvider:
 
     def estimate_tokens(self, request: ModelRequest) -> int:
         return self._inner.estimate_tokens(request)
+
+    def ignored(self, request: ModelRequest) -> list[str]:
+        return self._inner.ignored(request)
 
     async def list_models(self) -> list[str]:
         return await self._inner.list_models()

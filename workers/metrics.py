@@ -82,6 +82,19 @@ class WorkerMetrics:
             ["provider", "model", "direction"],
             registry=r,
         )
+        self.cost = Counter(
+            "bobbin_cost_usd",
+            "What model calls cost at their models' prices (as the servers reported the "
+            "tokens), by provider and model.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.throttled = Counter(
+            "bobbin_provider_throttled",
+            "Model calls the provider refused with 429, 503 or 529 (asking to slow down).",
+            ["provider", "model"],
+            registry=r,
+        )
         self.provider_errors = Counter(
             "bobbin_provider_errors",
             "Provider errors by provider and code, each failed attempt counted.",

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlmodel import Session
@@ -30,7 +31,7 @@ from shared.logging import log_context
 from shared.models import Turn
 from shared.providers.retry import RetryPolicy
 from shared.resources import Resources
-from shared.status import TurnStatus
+from shared.status import TurnStatus, runnable
 from shared.threads import ThreadWriter, events_after, has_runnable_turn, requeue_turn
 from shared.turns import cancel_requested, head_open_turn
 from workers.balance import LoadBoard
@@ -60,6 +61,9 @@ class WorkerState:
     events: EventCache = field(default_factory=lambda: EventCache(CACHED_EVENTS))
     # The default never hands a backlog off: a worker without peers (tests).
     board: LoadBoard = field(default_factory=lambda: LoadBoard("", 0))
+    # Kicks an agent whose turn was parked when it is due (epoch seconds); a worker
+    # without it (tests) leaves that to the sweeper.
+    wake: Callable[[str, float], None] = lambda agent_id, due: None
 
     def cancel(self, turn_id: str, reason: CancelReason) -> bool:
         active = self.active.get(turn_id)
@@ -164,7 +168,9 @@ def _take_and_read(
 
 def _read_head(session: Session, lease: Lease, known: list[StoredEvent]) -> _Claim:
     turn = head_open_turn(session, lease.thread_id)
-    if turn is None or turn.status == TurnStatus.AWAITING_APPROVAL:
+    if turn is None or not (
+        turn.status == TurnStatus.RUNNING or runnable(turn.status, turn.not_before)
+    ):
         return _Claim(lease, None, None)
     if known and known[-1].seq > lease.seq:
         known = []
@@ -188,10 +194,9 @@ async def _run_turn(
     resources: Resources, state: WorkerState, writer: ThreadWriter, claim: _Claim, turn: Turn
 ) -> None:
     assert claim.thread is not None
-    turn_events = [e for e in claim.thread.events if e.turn_id == turn.id]
     # A running head turn: its worker was lost before the sweeper noticed.
     lost = turn.status == TurnStatus.RUNNING
-    if lost and not await _recover_lost_attempt(resources, writer, turn, turn_events):
+    if lost and not await _recover_lost_attempt(resources, writer, turn):
         state.metrics.turn_ran(TurnStatus.FAILED, None)  # its running time died with its worker
         return
     if turn.started_at is None:
@@ -209,6 +214,8 @@ async def _run_turn(
         outcome = await task
         status = outcome.value
         log.info("turn %s ended %s", turn.id, status)
+        if outcome is TurnOutcome.WAITING and agent.parked_until is not None:
+            state.wake(agent.thread_id, agent.parked_until)
     except asyncio.CancelledError:
         kick = asyncio.current_task()
         if kick is not None and kick.cancelling():  # this kick itself was cancelled
@@ -222,7 +229,7 @@ async def _run_turn(
             status = TurnStatus.CANCELLED if user else TurnStatus.QUEUED
     except Exception:
         log.exception("turn %s crashed", turn.id)
-        await _fail_crashed(writer, turn, agent.turn_events(turn.id))
+        await _fail_crashed(writer, turn)
     finally:
         renewer.cancel()
         state.active.pop(turn.id, None)
@@ -259,9 +266,7 @@ async def _publish_unpublished(resources: Resources, writer: ThreadWriter) -> No
     writer.published_seq = lease.seq
 
 
-async def _recover_lost_attempt(
-    resources: Resources, writer: ThreadWriter, turn: Turn, turn_events: list[StoredEvent]
-) -> bool:
+async def _recover_lost_attempt(resources: Resources, writer: ThreadWriter, turn: Turn) -> bool:
     """Count the lost attempt and hand the turn back to run now (True); the last allowed
     attempt ends it ``worker_lost``, and a turn whose cancel was accepted ends cancelled."""
     turn.attempt += 1
@@ -273,7 +278,7 @@ async def _recover_lost_attempt(
         return True
     else:  # its cancel was accepted
         ending = Ending.cancelled()
-    await writer.end_turn(turn.id, turn_events, ending)
+    await writer.end_turn(turn.id, ending)  # its open calls read in the transaction
     return False
 
 
@@ -281,7 +286,7 @@ def _requeue_lost(session: Session, _: ThreadWriter, turn_id: str, attempt: int)
     return requeue_turn(session, turn_id, {"attempt": attempt})
 
 
-async def _fail_crashed(writer: ThreadWriter, turn: Turn, turn_events: list[StoredEvent]) -> None:
+async def _fail_crashed(writer: ThreadWriter, turn: Turn) -> None:
     error = BobbinError("the turn stopped on an internal error; see the worker's log")
     with contextlib.suppress(BobbinError):
-        await writer.end_turn(turn.id, turn_events, Ending.failed(error))
+        await writer.end_turn(turn.id, Ending.failed(error))  # its calls read in the tx

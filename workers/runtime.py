@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -50,10 +51,11 @@ class WorkerRuntime:
         self.concurrency = concurrency
         worker_id = f"{socket.gethostname()}:{os.getpid()}"
         board = LoadBoard(worker_id, concurrency, kick=self.kicks.kick)
-        self.state = WorkerState(worker_id=worker_id, board=board)
+        self.state = WorkerState(worker_id=worker_id, board=board, wake=self._wake)
         self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="bobbin-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []
+        self._wakes: set[asyncio.Future[bool]] = set()
         self.resources: Resources | None = None
         self._stop_metrics: Callable[[], None] | None = None
 
@@ -96,6 +98,20 @@ class WorkerRuntime:
             asyncio.create_task(self.state.metrics.watch_loop(), name="loop-monitor"),
             asyncio.create_task(self.state.board.post_forever(self.resources.redis), name="loads"),
         ]
+
+    def _wake(self, agent_id: str, due: float) -> None:
+        """Kick a parked agent when it is due, if that is soon; the sweeper kicks the rest
+        (a timer here would die with this worker, the due time in the database does not)."""
+        delay_s = due - time.time()
+        if delay_s > self.settings.sweep_interval_s:
+            return
+
+        def kick() -> None:
+            task = asyncio.ensure_future(self.kicks.rekick(agent_id))
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
+
+        self.loop.call_later(max(0.0, delay_s), kick)
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for its result (from a pool thread)."""

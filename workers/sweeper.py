@@ -2,8 +2,10 @@
 
 Every ``sweep_interval_s`` each worker kicks agents that have an open head
 turn and no live lease: running turns whose worker died (the kicked worker
-counts the lost attempt and resumes or fails the turn) and queued turns whose
-kick was lost, for instance with Redis. Its kicks are re-kicks
+counts the lost attempt and resumes or fails the turn), queued turns whose
+kick was lost, for instance with Redis, and parked turns that came due (a
+provider's cooldown, a limit, a budget). It also releases the budget
+reservations of calls whose workers died before settling them. Its kicks are re-kicks
 (``KickSender.rekick``): they are sent even when the agent's kick-pending marker
 says a kick is on its way, since that kick may be the one that was lost.
 """
@@ -15,6 +17,7 @@ import logging
 import random
 import time
 
+from shared.budgets import expired_holds, release_holds
 from shared.queue import KickSender
 from shared.resources import Resources
 from shared.turns import agents_needing_kick, expired_running_turns
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 async def sweep_once(resources: Resources, kicks: KickSender) -> list[str]:
     """Kick every agent with stranded work; returns the agents kicked."""
     now = time.time()
+    if expired := await resources.db.read(expired_holds, now):
+        released = await resources.db.run(release_holds, expired)
+        log.warning("released %d budget reservations their workers never settled", released)
     lost = await resources.db.read(expired_running_turns, now)
     waiting = await resources.db.read(agents_needing_kick, now)
     agents = sorted({turn.agent_id for turn in lost} | set(waiting))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from sqlmodel import Session
 
 from api.deps import DbDep, PageDep
 from api.schemas import ProjectCreate, ProjectList, ProjectOut, ProjectUpdate, config_patch
+from shared.budgets import spent_usd
+from shared.models import Project
 from shared.sessions import (
     create_project,
     delete_project,
@@ -17,32 +20,49 @@ from shared.sessions import (
 router = APIRouter(tags=["projects"])
 
 
+def _out(session: Session, project: Project) -> ProjectOut:
+    return ProjectOut.of(project, spent_usd(session, project.id, project.budget))
+
+
 @router.post("/projects", status_code=201)
 async def create(body: ProjectCreate, db: DbDep) -> ProjectOut:
-    """``working_directory`` defaults to ``./data/workspaces/<project_id>`` on the workers."""
+    """``working_directory`` defaults to ``./data/workspaces/<project_id>`` on the workers;
+    a ``budget`` bounds what the project's model calls may cost per window."""
     configuration = body.configuration.model_dump(exclude_none=True) if body.configuration else {}
-    project = await db.run(create_project, body.name, body.working_directory, configuration)
-    return ProjectOut.of(project)
+    budget = body.budget.model_dump() if body.budget else None
+
+    def write(session: Session) -> ProjectOut:
+        project = create_project(session, body.name, body.working_directory, configuration, budget)
+        return ProjectOut.of(project, "0" if budget else None)
+
+    return await db.run(write)
 
 
 @router.get("/projects")
 async def list_all(db: DbDep, page: PageDep) -> ProjectList:
-    rows = await db.read(list_projects, page.cursor, page.fetch)
-    rows, next_cursor = page.cut(rows, lambda row: row.id)
-    return ProjectList(projects=[ProjectOut.of(row) for row in rows], next_cursor=next_cursor)
+    def read(session: Session) -> list[ProjectOut]:
+        return [_out(session, row) for row in list_projects(session, page.cursor, page.fetch)]
+
+    rows, next_cursor = page.cut(await db.read(read), lambda row: row.id)
+    return ProjectList(projects=rows, next_cursor=next_cursor)
 
 
 @router.get("/projects/{project_id}")
 async def get(project_id: str, db: DbDep) -> ProjectOut:
-    return ProjectOut.of(await db.read(get_project, project_id))
+    """A project, with ``spent_usd`` in its budget's current window."""
+    return await db.read(lambda s: _out(s, get_project(s, project_id)))
 
 
 @router.patch("/projects/{project_id}")
 async def update(project_id: str, body: ProjectUpdate, db: DbDep) -> ProjectOut:
     """Set fields; in ``configuration`` a null field removes it (null as a whole removes all)."""
     patch = config_patch(body.configuration, "configuration" in body.model_fields_set)
-    changes = body.changes("name", "working_directory")
-    return ProjectOut.of(await db.run(update_project, project_id, changes, patch))
+    changes = body.changes("name", "working_directory") | body.budget_change()
+
+    def write(session: Session) -> ProjectOut:
+        return _out(session, update_project(session, project_id, changes, patch))
+
+    return await db.run(write)
 
 
 @router.delete("/projects/{project_id}", status_code=204)

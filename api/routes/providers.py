@@ -14,6 +14,7 @@ from api.schemas import (
     InstanceTestIn,
     InstanceTestOut,
     InstanceUpdate,
+    iso_utc,
 )
 from shared.errors import ProviderError
 from shared.providers.catalog import load_catalog
@@ -39,6 +40,7 @@ async def get_catalog() -> CatalogOut:
 async def create_provider_instance(body: InstanceCreate, resources: ResourcesDep) -> InstanceView:
     """Add an endpoint and (optionally) its credential, which is stored encrypted."""
     encrypted = resources.cipher.encrypt(body.credential.api_key) if body.credential else None
+    models, limits = body.declared()
     return await resources.db.run(
         lambda s: create_instance(
             s,
@@ -48,6 +50,8 @@ async def create_provider_instance(body: InstanceCreate, resources: ResourcesDep
             timeout_s=body.timeout_s,
             encrypted_key=encrypted,
             instance_id=body.id,
+            models=models,
+            limits=limits,
         )
     )
 
@@ -60,8 +64,12 @@ async def list_provider_instances(db: DbDep, page: PageDep) -> InstanceList:
 
 
 @router.get("/provider-instances/{instance_id}")
-async def get_provider_instance(instance_id: str, db: DbDep) -> InstanceView:
-    return await db.read(get_instance, instance_id)
+async def get_provider_instance(instance_id: str, resources: ResourcesDep) -> InstanceView:
+    """An instance, with the cooldowns its provider asked for that are in force now."""
+    view = await resources.db.read(get_instance, instance_id)
+    cooldowns = await resources.flow.throttle.cooldowns(instance_id)
+    view.cooldowns = [{"model_id": model, "until": iso_utc(until)} for model, until in cooldowns]
+    return view
 
 
 @router.patch("/provider-instances/{instance_id}")
@@ -70,6 +78,7 @@ async def update_provider_instance(
 ) -> InstanceView:
     """Change fields; a new ``credential`` replaces the stored one."""
     changes = body.changes("name", "catalog_provider_id", "base_url", "timeout_s")
+    changes |= body.declared()
     encrypted = resources.cipher.encrypt(body.credential.api_key) if body.credential else None
     return await resources.db.run(update_instance, instance_id, changes, encrypted)
 

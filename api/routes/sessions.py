@@ -8,6 +8,7 @@ from sqlmodel import Session
 from api.deps import AgentsDep, DbDep, PageDep
 from api.schemas import SessionCreate, SessionList, SessionOut, SessionUpdate, config_patch
 from shared.approvals import session_grants
+from shared.budgets import spent_usd
 from shared.models import ChatSession
 from shared.sessions import get_chat_session, list_chat_sessions, update_chat_session
 
@@ -15,7 +16,8 @@ router = APIRouter(tags=["sessions"])
 
 
 def _out(session: Session, chat: ChatSession) -> SessionOut:
-    return SessionOut.of(chat, session_grants(session, chat.id))
+    spent = spent_usd(session, chat.id, chat.budget)
+    return SessionOut.of(chat, session_grants(session, chat.id), spent)
 
 
 def _read(session: Session, session_id: str) -> SessionOut:
@@ -26,8 +28,9 @@ def _read(session: Session, session_id: str) -> SessionOut:
 async def create(project_id: str, body: SessionCreate, agents: AgentsDep) -> SessionOut:
     """Create a session and spawn its coordinator agent; 422 without an instance and model."""
     configuration = body.configuration.model_dump(exclude_none=True) if body.configuration else {}
-    chat, _ = await agents.create_session(project_id, body.name, configuration)
-    return SessionOut.of(chat, set())
+    budget = body.budget.model_dump() if body.budget else None
+    chat, _ = await agents.create_session(project_id, body.name, configuration, budget)
+    return SessionOut.of(chat, set(), "0" if budget else None)
 
 
 @router.get("/projects/{project_id}/sessions")
@@ -52,7 +55,7 @@ async def get(session_id: str, db: DbDep) -> SessionOut:
 async def update(session_id: str, body: SessionUpdate, db: DbDep) -> SessionOut:
     """Set fields; in ``configuration`` a null field removes it (null as a whole removes all)."""
     patch = config_patch(body.configuration, "configuration" in body.model_fields_set)
-    changes = body.changes("name")
+    changes = body.changes("name") | body.budget_change()
 
     def write(session: Session) -> SessionOut:
         return _out(session, update_chat_session(session, session_id, changes, patch))

@@ -12,19 +12,27 @@ import asyncio
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from shared.agents.calls import (
+    CallResult,
+    FlowControl,
+    ModelCall,
+    TurnMustWait,
+    released_on_error,
+)
 from shared.agents.conversation import build_conversation
 from shared.agents.recorder import AgentRecorder, Suspension
-from shared.configuration import DEFAULT_SYSTEM_PROMPT, Configuration
+from shared.configuration import DEFAULT_SYSTEM_PROMPT, Configuration, ModelSettings
 from shared.endings import Ending
 from shared.errors import (
     AgentNotInitialized,
     BobbinError,
     LeaseLost,
     MaxToolRoundsExceeded,
+    ProviderError,
     TurnNotOpen,
     TurnTimeout,
     WorkingDirectoryUnavailable,
@@ -32,6 +40,7 @@ from shared.errors import (
 from shared.events import Envelope, NewEvent, StoredEvent
 from shared.llm import ModelRequest, Provider, ToolCallRequest
 from shared.models import Approval, Turn, utcnow
+from shared.pricing import Usage
 from shared.providers.registry import ProviderRegistry
 from shared.providers.retry import RetryPolicy, stream_with_retry
 from shared.status import TurnStatus
@@ -47,10 +56,16 @@ class AgentConfig:
     tool_executor: ToolExecutor
     recorder: AgentRecorder
     registry: ProviderRegistry
+    flow: FlowControl
     tool_context: ToolContext
     max_tool_rounds: int = 50
     turn_timeout_s: float = 900
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+# A call's output without a setting that says otherwise (a model's own maximum is often
+# far more than a turn needs, and a budget reserves the worst case).
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 
 class TurnOutcome(StrEnum):
@@ -58,6 +73,7 @@ class TurnOutcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     AWAITING_APPROVAL = "awaiting_approval"
+    WAITING = "waiting"  # parked, due at ``Agent.parked_until``
     LEASE_LOST = "lease_lost"
 
 
@@ -71,8 +87,14 @@ class _TurnState:
     turn: Turn
     started: float = field(default_factory=time.monotonic)
     streamed: str = ""
-    usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
+    usage: Usage = field(init=False)  # the turn's whole usage: earlier attempts' and this one's
+    provider_attempts: int = field(init=False)  # throttled answers the current call spent
     fresh_calls: set[str] = field(default_factory=set)
+    noted_ignored: bool = False
+
+    def __post_init__(self) -> None:
+        self.usage = Usage.of(self.turn.usage)
+        self.provider_attempts = self.turn.provider_attempts
 
 
 class Agent:
@@ -83,6 +105,7 @@ class Agent:
         self.context = config.recorder.context
         self._provider: Provider | None = None
         self.cancel_reason: CancelReason | None = None
+        self.parked_until: float | None = None
 
     @property
     def provider(self) -> Provider:
@@ -128,6 +151,8 @@ class Agent:
             return TurnOutcome.LEASE_LOST
         except TurnNotOpen:  # cancelled on its row before it could start
             return TurnOutcome.CANCELLED
+        except TurnMustWait as wait:
+            return await self._park(state, wait)
         except TimeoutError:
             message = f"the turn ran longer than {self.config.turn_timeout_s:g} s"
             return await self._fail(state, TurnTimeout(message))
@@ -142,6 +167,8 @@ class Agent:
     async def _start(self, state: _TurnState) -> None:
         turn = state.turn
         changes: dict[str, Any] = {"status": TurnStatus.RUNNING, "worker_id": self._store.holder}
+        if turn.not_before is not None or turn.waiting is not None:  # it was parked
+            changes |= {"not_before": None, "waiting": None}
         events: list[NewEvent] = []
         if turn.started_at is None:
             target = self.context.provider_target(turn)  # not pinned yet: the configuration's
@@ -217,26 +244,81 @@ class Agent:
         return max(rounds, default=0)
 
     async def _model_round(self, state: _TurnState) -> tuple[str, list[ToolCallRequest]]:
+        """One model call, inside the flow control (``shared.agents.calls``); raises
+        TurnMustWait when the turn has to wait for its provider or its budget."""
+        request = self._request()
+        await self._note_ignored(state, request)
+        call = ModelCall(
+            self.config.flow,
+            self.provider,
+            request,
+            self.context.provider_target(state.turn).instance_id or "",
+            self.context.instance_limits(),
+            self.context.session_id,
+            state.turn.id,
+        )
+        await call.gate()
+        self._state_event(state, "thinking")
+        result, reported = CallResult(), None
+        state.streamed = ""
+        async with released_on_error(call):
+            try:
+                async for event in stream_with_retry(self.provider, request, self.config.retry):
+                    if event.type == "text_delta":
+                        state.streamed += event.text
+                        self._store.publish(self._ephemeral(state, "agent_token", text=event.text))
+                    elif event.type == "tool_call":
+                        result.calls.append(event.call)
+                    elif event.type == "usage" and event.reported:
+                        reported = (event.input_tokens, event.output_tokens)
+            except ProviderError as exc:
+                if not exc.throttled:
+                    raise
+                state.provider_attempts += 1
+                await call.release()
+                await call.throttled(exc, state.provider_attempts, self.config.retry)
+                return await self._model_round(state)  # the wait was slept in place
+            state.provider_attempts = 0
+            result.text = state.streamed
+            await call.account(result, reported, state.usage)
+        return result.text, result.calls
+
+    def _request(self) -> ModelRequest:
+        """The next request: the conversation so far, within the model settings in force."""
         conversation = build_conversation(self.context.events)
-        request = ModelRequest(
+        settings = self.configuration.model_settings or ModelSettings()
+        model = self.provider.model
+        max_tokens = settings.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+        if model.max_output_tokens:
+            max_tokens = min(max_tokens, model.max_output_tokens)
+        return ModelRequest(
             model_id=self.provider.model_id,
             system=conversation.system,
             messages=conversation.messages,
-            tools=self.config.tool_executor.specs(),
+            tools=self.config.tool_executor.specs() if model.supports_tools else [],
+            max_tokens=max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            stop=settings.stop,
+            reasoning_effort=settings.reasoning_effort,
         )
-        self._state_event(state, "thinking")
-        calls: list[ToolCallRequest] = []
-        state.streamed = ""
-        async for event in stream_with_retry(self.provider, request, self.config.retry):
-            if event.type == "text_delta":
-                state.streamed += event.text
-                self._store.publish(self._ephemeral(state, "agent_token", text=event.text))
-            elif event.type == "tool_call":
-                calls.append(event.call)
-            elif event.type == "usage":
-                state.usage["input_tokens"] += event.input_tokens
-                state.usage["output_tokens"] += event.output_tokens
-        return state.streamed, calls
+
+    async def _note_ignored(self, state: _TurnState, request: ModelRequest) -> None:
+        """Say once per turn which settings this provider cannot send."""
+        ignored = self.provider.ignored(request)
+        if not ignored or state.noted_ignored:
+            return
+        state.noted_ignored = True
+        noted = [e for e in self.turn_events(state.turn.id) if e.data.get("ignored_settings")]
+        if noted:
+            return
+        names = ", ".join(ignored)
+        note = NewEvent.of(
+            "local_system_message",
+            content=f"{self.provider.kind} model {self.provider.model_id} ignores: {names}.",
+            ignored_settings=ignored,
+        )
+        await self._store.append(state.turn.id, [note])
 
     async def _record_calls(
         self, state: _TurnState, text: str, calls: list[ToolCallRequest]
@@ -348,9 +430,25 @@ class Agent:
             return await self._end(state, self._cancelled(state))
         return TurnOutcome.AWAITING_APPROVAL if suspension is Suspension.SUSPENDED else None
 
+    async def _park(self, state: _TurnState, wait: TurnMustWait) -> TurnOutcome:
+        """Hand the turn back to the queue until ``wait.due``, releasing its lease and its
+        worker slot; a turn cancelled meanwhile ends cancelled instead."""
+        self._state_event(state, "waiting", reason=wait.reason)
+        parked = await self._store.park(
+            state.turn.id,
+            wait,
+            self._running_s(state),
+            self._total_usage(state),
+            state.provider_attempts,
+        )
+        if not parked:
+            return await self._end(state, self._cancelled(state))
+        self.parked_until = wait.due
+        return TurnOutcome.WAITING
+
     async def _complete(self, state: _TurnState, text: str) -> TurnOutcome:
         ending = Ending.completed(text, self._total_usage(state), self._running_s(state))
-        return await self._end(state, ending)
+        return await self._end(state, ending, uninterrupted=True)
 
     async def _fail(self, state: _TurnState, error: BobbinError) -> TurnOutcome:
         ending = Ending.failed(
@@ -382,17 +480,26 @@ class Agent:
             running_s=self._running_s(state),
         )
 
-    async def _end(self, state: _TurnState, ending: Ending) -> TurnOutcome:
-        """Commit the turn's ending; a turn that never started gets its closing event alone."""
-        started = state.turn.started_at is not None
-        turn_events = self.turn_events(state.turn.id) if started else []
+    async def _end(
+        self, state: _TurnState, ending: Ending, *, uninterrupted: bool = False
+    ) -> TurnOutcome:
+        """Commit the turn's ending; a turn that never started gets its closing event alone.
+
+        The turn's open calls are read by the closing transaction itself unless the
+        turn went ``uninterrupted`` (a completion): a timeout or a cancel may have cut
+        an append whose transaction still committed, which this agent's copy misses.
+        """
         state.streamed = ""
-        status = await self._store.end_turn(state.turn.id, turn_events, ending)
+        if state.provider_attempts != state.turn.provider_attempts:
+            ending = replace(ending, provider_attempts=state.provider_attempts)
+        started = state.turn.started_at is not None
+        known = self.turn_events(state.turn.id) if uninterrupted else None
+        status = await self._store.end_turn(state.turn.id, ending, known if started else [])
         return TurnOutcome(status)
 
-    def _total_usage(self, state: _TurnState) -> dict[str, int]:
-        before = state.turn.usage or {}
-        return {k: before.get(k, 0) + v for k, v in state.usage.items()}
+    @staticmethod
+    def _total_usage(state: _TurnState) -> dict[str, Any]:
+        return state.usage.as_dict()
 
     @staticmethod
     def _running_s(state: _TurnState) -> float:
@@ -407,8 +514,8 @@ class Agent:
             **data,
         )
 
-    def _state_event(self, turn: _TurnState, value: str) -> None:
-        self._store.publish(self._ephemeral(turn, "agent_state", state=value))
+    def _state_event(self, turn: _TurnState, value: str, **detail: Any) -> None:
+        self._store.publish(self._ephemeral(turn, "agent_state", state=value, **detail))
 
 
 def _new_call_id() -> str:

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlmodel import Session
@@ -74,6 +75,11 @@ class AgentContext:
         return ProviderTarget(
             instance_id, model_id, read if read and read.instance_id == instance_id else None
         )
+
+    def instance_limits(self) -> dict[str, Any]:
+        """The limits of the provider instance the claim read (none when it read none)."""
+        found = self.prefetched.found if self.prefetched else None
+        return found[0].limits if found else {}
 
     def workspace(self, data_dir: Path) -> Path:
         if self.working_directory:

@@ -32,6 +32,7 @@ async def rehydrate_agent(
             ),
             recorder=AgentRecorder(resources.db, writer, context),
             registry=resources.registry,
+            flow=resources.flow,
             tool_context=ToolContext(
                 # Absolute, not resolved: every tool resolves it (strictly) itself, and
                 # resolving here cost an lstat per path component at every turn.

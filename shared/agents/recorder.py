@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from shared.agents.calls import TurnMustWait
 from shared.agents.context import AgentContext
 from shared.approvals import add_approval_requests, load_decisions, pending_count
 from shared.db import Database
@@ -54,10 +55,11 @@ class AgentRecorder:
         return rows
 
     async def end_turn(
-        self, turn_id: str, turn_events: Sequence[StoredEvent], ending: Ending
+        self, turn_id: str, ending: Ending, turn_events: Sequence[StoredEvent] | None = None
     ) -> str:
-        """Commit the turn's ending and release the lease; returns the status recorded."""
-        rows, recorded = await self._writer.end_turn(turn_id, turn_events, ending)
+        """Commit the turn's ending and release the lease; returns the status recorded.
+        (``turn_events``: as ``ThreadWriter.end_turn`` takes them.)"""
+        rows, recorded = await self._writer.end_turn(turn_id, ending, turn_events)
         self.context.events.extend(rows)
         return recorded.status
 
@@ -72,10 +74,29 @@ class AgentRecorder:
         decided already, or the turn's cancel was accepted (it must end cancelled)."""
         return await self._writer.transact(_suspend, turn_id, running_s, usage)
 
+    async def park(
+        self,
+        turn_id: str,
+        wait: TurnMustWait,
+        running_s: float,
+        usage: dict[str, Any],
+        provider_attempts: int,
+    ) -> bool:
+        """Hand the turn back to the queue until ``wait.due`` and release the lease; False
+        (nothing changed) when the turn's cancel was accepted: it must end cancelled."""
+        changes = {
+            "running_s": running_s,
+            "usage": usage,
+            "provider_attempts": provider_attempts,
+            "not_before": wait.due,
+            "waiting": {"reason": wait.reason, "until": wait.until},
+        }
+        return await self._writer.transact(_hand_back, turn_id, changes)
+
     async def requeue(self, turn_id: str, running_s: float) -> bool:
         """Hand the turn back to the queue (worker shutdown) and release the lease; False
         (nothing changed) when the turn's cancel was accepted: it must end cancelled."""
-        return await self._writer.transact(_requeue, turn_id, running_s)
+        return await self._writer.transact(_hand_back, turn_id, {"running_s": running_s})
 
 
 class Suspension(Enum):
@@ -101,8 +122,10 @@ def _suspend(
     return Suspension.SUSPENDED
 
 
-def _requeue(session: Session, writer: ThreadWriter, turn_id: str, running_s: float) -> bool:
-    if not requeue_turn(session, turn_id, {"running_s": running_s}):
+def _hand_back(
+    session: Session, writer: ThreadWriter, turn_id: str, changes: dict[str, Any]
+) -> bool:
+    if not requeue_turn(session, turn_id, changes):
         return False
     writer.release_in(session)
     return True

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from shared.configuration import (
@@ -28,7 +29,7 @@ from shared.db import Database
 from shared.models import ChatSession, Thread, Turn
 from shared.providers.registry import ProviderRegistry
 from shared.sessions import create_chat_session, get_chat_session, get_project, spawn_agent
-from shared.status import IN_PROGRESS
+from shared.status import IN_PROGRESS, TurnStatus
 from shared.threads import get_thread
 
 Levels = tuple[dict[str, Any], dict[str, Any]]  # the project's and the session's configuration
@@ -75,12 +76,16 @@ class AgentRecords:
         return await self.db.read(_list, session_id, after, limit)
 
     async def create_session(
-        self, project_id: str, name: str, configuration: dict[str, Any]
+        self,
+        project_id: str,
+        name: str,
+        configuration: dict[str, Any],
+        budget: dict[str, Any] | None = None,
     ) -> tuple[ChatSession, str]:
         """A session of the project, with its coordinator ``<session_id>.1``."""
         project = await self.db.read(get_project, project_id)
         await self._check(effective(project.configuration, configuration))
-        return await self.db.run(create_chat_session, project_id, name, configuration)
+        return await self.db.run(create_chat_session, project_id, name, configuration, budget)
 
     async def _check(self, config: Configuration) -> None:
         """Raises ProviderNotConfigured, ProviderInstanceNotFound or ModelNotFound."""
@@ -145,10 +150,20 @@ def _view_of(thread: Thread, config: Configuration, status: str) -> AgentView:
 
 
 def _status(session: Session, agent_id: str) -> str:
-    """``running`` or ``awaiting_approval`` while a turn is, else ``idle``."""
+    """``running`` or ``awaiting_approval`` while a turn is (a turn waiting for its
+    provider or its budget counts as running), else ``idle``."""
     head = session.exec(
         select(Turn.status)
-        .where(Turn.agent_id == agent_id, col(Turn.status).in_(sorted(IN_PROGRESS)))
+        .where(
+            Turn.agent_id == agent_id,
+            or_(
+                col(Turn.status).in_(sorted(IN_PROGRESS)),
+                and_(col(Turn.status) == TurnStatus.QUEUED, col(Turn.not_before).is_not(None)),
+            ),
+        )
+        .order_by(col(Turn.position))
         .limit(1)
     ).first()
-    return head or "idle"
+    if head is None:
+        return "idle"
+    return TurnStatus.RUNNING if head == TurnStatus.QUEUED else head

@@ -17,6 +17,7 @@ import httpx2
 from shared.errors import ProviderAuthFailed, ProviderError, ProviderUnreachable
 from shared.llm import (
     ChatMessage,
+    ModelInfo,
     ModelRequest,
     ProviderEvent,
     StopEvent,
@@ -67,12 +68,13 @@ class AnthropicProvider:
         http_client: httpx2.AsyncClient,
         api_key: str,
         base_url: str,
-        model_id: str,
+        model: ModelInfo,
         timeout_s: float,
         kind: str = "anthropic",
     ) -> None:
         self.kind = kind
-        self.model_id = model_id
+        self.model = model
+        self.model_id = model.id
         self._api_key = api_key
         # Key and URL always explicit: else the SDK reads ANTHROPIC_* from the environment.
         self._client = anthropic.AsyncAnthropic(
@@ -99,6 +101,10 @@ class AnthropicProvider:
     def estimate_tokens(self, request: ModelRequest) -> int:
         return estimate_request_tokens(request)
 
+    def ignored(self, request: ModelRequest) -> list[str]:
+        """The Messages API takes an effort (``output_config``), not a temperature or top_p."""
+        return [n for n in ("temperature", "top_p") if getattr(request, n) is not None]
+
     async def list_models(self) -> list[str]:
         """The ids of the models the key can use (``GET /v1/models``)."""
         try:
@@ -120,6 +126,10 @@ def _request_params(request: ModelRequest) -> dict[str, Any]:
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
             for t in request.tools
         ]
+    if request.stop:
+        params["stop_sequences"] = request.stop
+    if request.reasoning_effort:
+        params["output_config"] = {"effort": request.reasoning_effort}
     return params
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from shared.errors import (
     ProviderAuthFailed,
     ProviderBadRequest,
     ProviderError,
+    ProviderOverloaded,
     ProviderRateLimited,
     ProviderUnreachable,
 )
@@ -63,20 +65,47 @@ def error_detail(body: object, fallback: str) -> str:
     return fallback
 
 
+# When a provider's limits reset: Anthropic's as RFC 3339 times, OpenAI's as durations.
+_RESET_HEADERS = (
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-reset",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+)
+_DURATION = re.compile(
+    r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
+)
+
+
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    """Seconds to wait: ``retry-after-ms``, else ``retry-after`` (seconds or an HTTP date),
+    else the latest of the providers' rate-limit reset headers; None without any."""
     if (ms := headers.get("retry-after-ms")) is not None:
         with contextlib.suppress(ValueError):
             return max(0.0, float(ms) / 1000)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
+    if (value := headers.get("retry-after")) is not None:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(value))
+        with contextlib.suppress(TypeError, ValueError):
+            moment = email.utils.parsedate_to_datetime(value)
+            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    resets = [_reset_s(headers[name]) for name in _RESET_HEADERS if name in headers]
+    known = [s for s in resets if s is not None]
+    return max(known) if known else None
+
+
+def _reset_s(value: str) -> float | None:
+    """``2026-12-04T22:00:05Z`` or ``6m0s`` / ``20ms`` as seconds from now."""
     with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    with contextlib.suppress(TypeError, ValueError):
-        moment = email.utils.parsedate_to_datetime(value)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-    return None
+    match = _DURATION.match(value.strip())
+    if match is None or not any(match.groups()):
+        return None
+    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
 def error_for_status(
@@ -89,9 +118,10 @@ def error_for_status(
 ) -> ProviderError:
     """The Bobbin error for an HTTP error answer of a provider.
 
-    401/402/403 -> ``ProviderAuthFailed``; 429 -> ``ProviderRateLimited`` (with
-    Retry-After); 408 -> ``ProviderUnreachable``; 409, 499 and 5xx (529:
-    overloaded) -> ``ProviderError`` (retryable); any other status ->
+    401/402/403 -> ``ProviderAuthFailed``; 429 -> ``ProviderRateLimited``; 503
+    and 529 (overloaded) -> ``ProviderOverloaded``, both throttling, with the
+    wait the provider asked for; 408 -> ``ProviderUnreachable``; 409, 499 and
+    other 5xx -> ``ProviderError`` (retryable); any other status ->
     ``ProviderBadRequest`` (not retryable). ``detail`` is redacted and capped.
     """
     message = f"{provider} answered HTTP {status}: {redact(detail, secret)}"
@@ -99,6 +129,8 @@ def error_for_status(
         return ProviderAuthFailed(message)
     if status == 429:
         return ProviderRateLimited(message, retry_after_s(headers or {}))
+    if status in (503, 529):
+        return ProviderOverloaded(message, retry_after_s(headers or {}))
     if status == 408:
         return ProviderUnreachable(message)
     if status in (409, 499) or status >= 500:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from shared.llm import ModelInfo
 
 ProviderType = Literal["anthropic", "openai", "openai-compatible"]
 OPEN_MODEL_TYPES: frozenset[str] = frozenset({"openai-compatible"})
@@ -21,6 +23,7 @@ class CatalogModel(BaseModel):
     supports_tools: bool
     cost_per_mtok_in: float
     cost_per_mtok_out: float
+    reasoning: bool = False  # takes a reasoning effort, not a temperature or top_p
 
 
 class CatalogProvider(BaseModel):
@@ -32,6 +35,16 @@ class CatalogProvider(BaseModel):
 
     def model(self, model_id: str) -> CatalogModel | None:
         return next((m for m in self.models if m.id == model_id), None)
+
+    def model_info(self, model_id: str, declared: list[dict[str, Any]]) -> ModelInfo | None:
+        """The model as an instance serves it; None when neither the catalog nor the
+        instance knows it and the provider type serves only known models."""
+        known = self.model(model_id)
+        own = next((m for m in declared if m.get("id") == model_id), None)
+        if known is None and own is None and not self.accepts_any_model:
+            return None
+        values = known.model_dump(exclude={"name"}) if known else {"id": model_id}
+        return ModelInfo(**(values | {k: v for k, v in (own or {}).items() if v is not None}))
 
     @property
     def accepts_any_model(self) -> bool:

@@ -27,6 +27,9 @@ class InstanceView(BaseModel):
     base_url: str | None
     timeout_s: float
     has_credential: bool
+    models: list[dict[str, Any]] = []
+    limits: dict[str, Any] = {}
+    cooldowns: list[dict[str, Any]] = []  # filled by the API from Redis
 
 
 def _view(session: Session, row: ProviderInstance) -> InstanceView:
@@ -38,6 +41,8 @@ def _view(session: Session, row: ProviderInstance) -> InstanceView:
         base_url=row.base_url,
         timeout_s=row.timeout_s,
         has_credential=has,
+        models=row.models,
+        limits=row.limits,
     )
 
 
@@ -59,6 +64,8 @@ def create_instance(
     encrypted_key: str | None = None,
     instance_id: str | None = None,
     upsert: bool = False,
+    models: list[dict[str, Any]] | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> InstanceView:
     _check_catalog_id(catalog_provider_id)
     instance_id = instance_id or new_id("pi")
@@ -69,6 +76,7 @@ def create_instance(
         row = ProviderInstance(id=instance_id, name=name, catalog_provider_id=catalog_provider_id)
     row.name, row.catalog_provider_id = name, catalog_provider_id
     row.base_url, row.timeout_s = base_url, timeout_s
+    row.models, row.limits = models or [], limits or {}
     session.add(row)
     session.flush()
     if encrypted_key is not None:

@@ -19,6 +19,7 @@ import openai
 from shared.errors import ProviderError, ProviderUnreachable
 from shared.llm import (
     ChatMessage,
+    ModelInfo,
     ModelRequest,
     ProviderEvent,
     StopEvent,
@@ -59,14 +60,15 @@ class OpenAIProvider:
         http_client: httpx2.AsyncClient,
         api_key: str,
         base_url: str,
-        model_id: str,
+        model: ModelInfo,
         timeout_s: float,
         kind: str = "openai",
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"OpenAIProvider serves {KINDS}, not {kind!r}")
         self.kind = kind
-        self.model_id = model_id
+        self.model = model
+        self.model_id = model.id
         self._api_key = api_key
         self._label = _PROVIDER if kind == "openai" else f"{_PROVIDER}-compatible server"
         # Key and URL always explicit: else the SDK reads OPENAI_* from the environment.
@@ -97,6 +99,13 @@ class OpenAIProvider:
 
     def estimate_tokens(self, request: ModelRequest) -> int:
         return estimate_request_tokens(request)
+
+    def ignored(self, request: ModelRequest) -> list[str]:
+        """A reasoning model takes an effort and refuses a temperature or top_p; other
+        models (and compatible servers, which differ) are sent no effort."""
+        if self.model.reasoning and self.kind == "openai":
+            return [n for n in ("temperature", "top_p") if getattr(request, n) is not None]
+        return ["reasoning_effort"] if request.reasoning_effort else []
 
     async def list_models(self) -> list[str]:
         """The ids of the models the server offers (``GET {base_url}/models``)."""
@@ -131,6 +140,14 @@ class OpenAIProvider:
                 }
                 for t in request.tools
             ]
+        ignored = self.ignored(request)
+        settings = {
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stop": request.stop or None,
+            "reasoning_effort": request.reasoning_effort,
+        }
+        params |= {k: v for k, v in settings.items() if v is not None and k not in ignored}
         return params
 
 
@@ -186,6 +203,7 @@ async def _translate(chunks: AsyncIterator[Any], provider: str) -> AsyncIterator
     yield UsageEvent(
         input_tokens=usage.prompt_tokens if usage else 0,
         output_tokens=usage.completion_tokens if usage else 0,
+        reported=usage is not None,
     )
     yield StopEvent(reason=_STOP_REASONS.get(finish_reason, "other"))
 

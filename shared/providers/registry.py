@@ -19,7 +19,7 @@ from shared.errors import (
     ProviderInstanceNotFound,
 )
 from shared.http import HttpPools
-from shared.llm import Provider
+from shared.llm import ModelInfo, Provider
 from shared.models import ProviderInstance
 from shared.providers.anthropic import AnthropicProvider
 from shared.providers.catalog import CatalogProvider, load_catalog
@@ -48,7 +48,7 @@ class ProviderTarget:
 class ResolvedTarget:
     instance: ProviderInstance
     catalog: CatalogProvider
-    model_id: str
+    model: ModelInfo
     encrypted_key: str | None
 
 
@@ -97,12 +97,14 @@ class ProviderRegistry:
             raise ProviderInstanceNotFound(
                 f"provider instance {instance_id!r} names an unknown catalog provider"
             )
-        if not model_id or not (catalog.accepts_any_model or catalog.model(model_id)):
+        model = catalog.model_info(model_id, instance.models) if model_id else None
+        if model is None:
+            known = [m.id for m in catalog.models] + [m["id"] for m in instance.models]
             raise ModelNotFound(
                 f"model {model_id!r} is not offered by {catalog.name}: "
-                f"use one of {', '.join(m.id for m in catalog.models)}"
+                f"use one of {', '.join(known)}, or declare it in the instance's models"
             )
-        return ResolvedTarget(instance, catalog, model_id, encrypted_key)
+        return ResolvedTarget(instance, catalog, model, encrypted_key)
 
     async def create_provider_from_instance_and_model(
         self,
@@ -135,7 +137,7 @@ class ProviderRegistry:
             http_client=self._http.client(),
             api_key=api_key,
             base_url=target.instance.base_url or target.catalog.default_base_url,
-            model_id=target.model_id,
+            model=target.model,
             timeout_s=target.instance.timeout_s,
             kind=target.catalog.type,
         )

@@ -1,7 +1,10 @@
-"""Our one retry policy for model calls: jittered exponential backoff, Retry-After honoured.
+"""Our retry policy for a model call's transient failures: jittered exponential backoff.
 
 A call is retried only while nothing of it has been yielded: once the first
 event went out (and may have been published), an error propagates unchanged.
+A provider that asks callers to slow down (429, 503, 529: ``throttled``) is
+not retried here: the call waits without holding a worker slot, its attempts
+counted on the turn (``shared.agents.calls``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from shared.errors import ProviderError, ProviderRateLimited
+from shared.errors import ProviderError
 from shared.llm import ModelRequest, Provider, ProviderEvent
 
 
@@ -25,13 +28,10 @@ class RetryPolicy:
     max_delay_s: float = 8.0
     jitter: float = 0.5
 
-    def delay_s(self, attempt: int, error: ProviderError) -> float:
+    def delay_s(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based), at most ``max_delay_s``."""
         backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        delay = backoff * (1 - self.jitter * random.random())
-        if isinstance(error, ProviderRateLimited) and error.retry_after_s is not None:
-            delay = max(delay, error.retry_after_s)
-        return min(delay, self.max_delay_s)
+        return backoff * (1 - self.jitter * random.random())
 
 
 async def stream_with_retry(
@@ -39,8 +39,8 @@ async def stream_with_retry(
 ) -> AsyncIterator[ProviderEvent]:
     """``provider.stream(request)``, retried on retryable ``ProviderError``s before the first event.
 
-    Raises the last error when attempts run out, a non-retryable error at
-    once, and any error after the first event unchanged.
+    Raises the last error when attempts run out, a non-retryable or throttled
+    error at once, and any error after the first event unchanged.
     """
     policy = policy or RetryPolicy()
     attempt = 1
@@ -53,9 +53,9 @@ async def stream_with_retry(
                 yield event
             return
         except ProviderError as exc:
-            if started or not exc.retryable or attempt >= policy.max_attempts:
+            if started or not exc.retryable or exc.throttled or attempt >= policy.max_attempts:
                 raise
-            delay_s = policy.delay_s(attempt, exc)
+            delay_s = policy.delay_s(attempt)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

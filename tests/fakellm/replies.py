@@ -30,7 +30,8 @@ class Reply:
     chunk, usage and ``[DONE]``). ``hang`` never answers. ``malformed`` sends
     invalid JSON where the first content chunk belongs. ``stop_reason`` overrides the
     stop reason (``max_tokens`` becomes OpenAI's ``length``).
-    ``input_tokens``/``output_tokens`` override the reported usage.
+    ``input_tokens``/``output_tokens`` override the reported usage;
+    ``omit_usage`` leaves the OpenAI usage chunk out even when it was asked for.
     """
 
     text: str = ""
@@ -48,6 +49,7 @@ class Reply:
     stop_reason: Literal["end_turn", "tool_use", "max_tokens"] | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    omit_usage: bool = False  # as llama.cpp's server: no usage chunk whatever was asked
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

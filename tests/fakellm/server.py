@@ -21,6 +21,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -44,6 +45,10 @@ class FakeConfig:
     token_delay_s: float = 0.0
     api_keys: list[str] | None = None  # None: any key is accepted
     models: list[str] = field(default_factory=lambda: ["fake-large", "fake-small"])
+    # A provider's rate limit: beyond this many model requests a second per API key
+    # (a one-second bucket), answer 429 with Retry-After (None: no limit).
+    requests_per_s: float | None = None
+    retry_after_s: float = 2.0
 
 
 @dataclass
@@ -134,6 +139,7 @@ class FakeLLM:
                 "connections_accepted": self._connections,
                 "connections_nodelay": self._nodelay,
                 "requests_served": self._served,
+                "requests_throttled": self._throttled,
                 "scripts_pending": len(self._scripts),
             }
 
@@ -141,6 +147,8 @@ class FakeLLM:
         self._connections = 0
         self._nodelay = 0
         self._served = 0
+        self._throttled = 0
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -292,6 +300,8 @@ class FakeLLM:
             return await _send(writer, http11.json_response(400, payload))
         if (refusal := self._check_key(flavour, request)) is not None:
             return await _send(writer, refusal)
+        if (throttled := self._throttle(flavour, request)) is not None:
+            return await _send(writer, throttled)
         if (problem := flavour.conversation_error(body)) is not None:
             return await _send(writer, http11.json_response(400, flavour.error_body(400, problem)))
         last_user_text, tool_result = flavour.conversation(body)
@@ -314,7 +324,8 @@ class FakeLLM:
             call_prefix=flavour.CALL_PREFIX,
             body_size=len(request.body),
         )
-        answer.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        asked = bool((body.get("stream_options") or {}).get("include_usage"))
+        answer.include_usage = asked and not reply.omit_usage
         headers = _request_id(flavour, serial)
         if not body.get("stream"):
             return await _write_whole(writer, flavour, answer, reply, headers)
@@ -323,6 +334,24 @@ class FakeLLM:
         if reply.no_stop:
             frames = frames[: _content_end(frames)]
         return await _write_stream(writer, frames, headers, delay_s, reply.cut_after_chunks)
+
+    def _throttle(self, flavour: ModuleType, request: http11.Request) -> bytes | None:
+        """429 with Retry-After for a request beyond the key's rate, else None."""
+        rate = self.config.requests_per_s
+        if rate is None:
+            return None
+        key, now = flavour.api_key(request.headers) or "", time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (rate, now))
+            tokens = min(rate, tokens + (now - at) * rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                return None
+            self._buckets[key] = (tokens, now)
+            self._throttled += 1
+        headers = {"retry-after": f"{self.config.retry_after_s:g}"}
+        payload = flavour.error_body(429, "rate limit exceeded: slow down")
+        return http11.json_response(429, payload, headers)
 
     # -- control routes ----------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from shared.errors import ProviderRateLimited
-from shared.llm import ModelRequest, ProviderEvent, StopEvent, TextDelta, UsageEvent
+from shared.llm import ModelInfo, ModelRequest, ProviderEvent, StopEvent, TextDelta, UsageEvent
 from tests.processes import free_port
 from workers.health import check
 from workers.instrumentation import ObservedProvider
@@ -23,6 +23,7 @@ class ScriptedProvider:
 
     kind = "anthropic"
     model_id = "claude-test"
+    model = ModelInfo(id="claude-test", cost_per_mtok_in=3.0, cost_per_mtok_out=15.0)
 
     def __init__(
         self, events: list[ProviderEvent], delay_s: float = 0.0, error: Exception | None = None
@@ -42,6 +43,9 @@ class ScriptedProvider:
 
     def estimate_tokens(self, request: ModelRequest) -> int:
         return 1
+
+    def ignored(self, request: ModelRequest) -> list[str]:
+        return []
 
     async def list_models(self) -> list[str]:
         return [self.model_id]
@@ -77,6 +81,8 @@ async def test_a_model_call_records_time_to_first_token_and_tokens() -> None:
     assert sample(metrics, "bobbin_time_to_first_token_seconds_sum", **LABELS) >= 0.05
     assert sample(metrics, "bobbin_tokens_total", direction="input", **LABELS) == 7
     assert sample(metrics, "bobbin_tokens_total", direction="output", **LABELS) == 3
+    # at $3 / $15 per Mtok: 7 x 3 + 3 x 15 = 66 micro-dollars
+    assert sample(metrics, "bobbin_cost_usd_total", **LABELS) == pytest.approx(66e-6)
 
 
 async def test_a_failed_attempt_counts_a_provider_error_by_code() -> None:
@@ -88,6 +94,7 @@ async def test_a_failed_attempt_counts_a_provider_error_by_code() -> None:
 
     labels = {"provider": "anthropic", "code": "provider_rate_limited"}
     assert sample(metrics, "bobbin_provider_errors_total", **labels) == 1
+    assert sample(metrics, "bobbin_provider_throttled_total", **LABELS) == 1
     assert sample(metrics, "bobbin_time_to_first_token_seconds_count", **LABELS) == 0
 
 

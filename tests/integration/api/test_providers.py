@@ -39,6 +39,7 @@ async def test_catalog_lists_provider_kinds_with_their_models(api: Api) -> None:
         "supports_tools",
         "cost_per_mtok_in",
         "cost_per_mtok_out",
+        "reasoning",
     }
 
 
@@ -57,6 +58,9 @@ async def test_instance_is_created_read_listed_updated_and_deleted(api: Api) -> 
         "base_url": None,
         "timeout_s": 60.0,
         "has_credential": True,
+        "models": [],
+        "limits": {},
+        "cooldowns": [],
     }
     assert ok(await api.client.get("/v1/provider-instances/my-anthropic")) == created
 

@@ -45,7 +45,13 @@ async def test_message_is_queued_as_a_turn_that_a_worker_completes(api: Api, llm
     await run_turns(api, agent_id)
     done = await get_turn(api, queued["id"])
     assert done["status"] == "completed" and done["output"] == "Hello there"
-    assert done["usage"] == {"input_tokens": 12, "output_tokens": 3}
+    # claude-sonnet-4-6 at $3 / $15 per Mtok: 12 x 3 + 3 x 15 = 81 micro-dollars
+    assert done["usage"] == {
+        "input_tokens": 12,
+        "output_tokens": 3,
+        "cost_usd": "0.000081",
+        "estimated": False,
+    }
     assert "error" not in done
     assert done["started_at"].endswith("Z") and done["finished_at"] >= done["started_at"]
 

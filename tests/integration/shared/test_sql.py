@@ -166,4 +166,7 @@ def _values(
         "new_provider_instance_id": instance,
         "new_model_id": "claude-sonnet-4-6",
         "new_attempt": 1,
+        "new_provider_attempts": 2,
+        "new_not_before": now + 30,
+        "new_waiting": {"reason": "provider_cooldown", "until": now + 30},
     }

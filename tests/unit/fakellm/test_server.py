@@ -282,6 +282,7 @@ async def test_keeps_connections_alive_and_sets_tcp_nodelay_on_them(
         "connections_accepted": 1,
         "connections_nodelay": 1,
         "requests_served": 6,
+        "requests_throttled": 0,
         "scripts_pending": 0,
     }
 

@@ -1,0 +1,229 @@
+"""Provider limits held across every worker of the cluster, in Redis.
+
+- **Cooldowns.** A provider that answers 429, 503 or 529 with a wait
+  (``Retry-After``, ``retry-after-ms`` or a rate-limit reset header) puts its
+  instance and model in a cooldown until then, whatever its length: one key
+  per pair, holding when it ends and expiring by itself then. Every worker
+  reads it before each call.
+- **Limits** (an instance's ``limits``, for the instance as a whole or per
+  model): requests, input tokens and output tokens per minute are token
+  buckets refilled continuously, holding one second's share (a limit of 1,200
+  requests a minute admits 20 at once, not 1,200); a request larger than a
+  whole bucket goes alone when the bucket is full. A call takes from every
+  bucket that applies, atomically (one Lua script), or from none and learns
+  how long to wait. Token costs are the request's estimate and its
+  ``max_tokens``, given back as far as the call used fewer.
+  ``max_concurrent_requests`` is a sorted set of calls in flight whose claims
+  lapse by themselves if a worker dies mid-call.
+
+No maintained library does a continuously refilled, weighted, multi-bucket
+take that answers the wait (``limits`` counts windows), so the script is ours:
+docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.keys import cooldown, in_flight, rate_bucket
+
+PER_MINUTE = {
+    "requests_per_minute": "requests",
+    "input_tokens_per_minute": "input_tokens",
+    "output_tokens_per_minute": "output_tokens",
+}
+CONCURRENCY = "max_concurrent_requests"
+IN_FLIGHT_CLAIM_S = 900  # a call's claim on a concurrency slot lapses after this
+CONCURRENCY_RECHECK_S = 0.5  # a full concurrency limit frees no sooner than some call ends
+
+# KEYS: buckets. ARGV: now, then (refill per second, capacity, cost) per bucket.
+# Answers 0 when every bucket gave its cost, else the seconds until all could.
+_TAKE = """
+local now = tonumber(ARGV[1])
+local wait = 0
+local levels = {}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[i * 3 - 1])
+  local capacity = tonumber(ARGV[i * 3])
+  local cost = tonumber(ARGV[i * 3 + 1])
+  local held = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens = tonumber(held[1]) or capacity
+  local at = tonumber(held[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  levels[i] = tokens
+  local needed = math.min(cost, capacity)
+  if tokens < needed then
+    wait = math.max(wait, (needed - tokens) / rate)
+  end
+end
+if wait > 0 then
+  return tostring(wait)
+end
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[i * 3 - 1])
+  local capacity = tonumber(ARGV[i * 3])
+  local cost = tonumber(ARGV[i * 3 + 1])
+  redis.call('HSET', KEYS[i], 'tokens', levels[i] - cost, 'at', now)
+  redis.call('EXPIRE', KEYS[i], math.ceil((capacity + cost) / rate) + 60)
+end
+return '0'
+"""
+# KEYS: buckets. ARGV: now, then (refill per second, capacity, amount) per bucket.
+_GIVE_BACK = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[i * 3 - 1])
+  local capacity = tonumber(ARGV[i * 3])
+  local amount = tonumber(ARGV[i * 3 + 1])
+  local held = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  if held[1] then
+    local tokens = tonumber(held[1]) + math.max(0, now - tonumber(held[2])) * rate
+    redis.call('HSET', KEYS[i], 'tokens', math.min(capacity, tokens + amount), 'at', now)
+  end
+end
+return 1
+"""
+# KEYS: in-flight sets. ARGV: now, claim's end, member, then the limit per set.
+_ENTER = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + 3]) then
+    return 0
+  end
+end
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], tonumber(ARGV[2]), ARGV[3])
+  redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2]) - now) + 60)
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    per_second: float
+    capacity: float
+    kind: str  # requests, input_tokens or output_tokens
+
+
+@dataclass
+class Admission:
+    """What a call took from the limits, to give back what it did not use."""
+
+    buckets: list[Bucket] = field(default_factory=list)
+    taken: dict[str, int] = field(default_factory=dict)  # by kind
+    in_flight: list[str] = field(default_factory=list)
+    member: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    wait_s: float
+
+
+def applicable_limits(limits: dict[str, Any], model_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The instance-wide limits and the model's own, as (scope, limits) pairs."""
+    scopes = [("*", {k: v for k, v in limits.items() if k != "per_model"})]
+    own = (limits.get("per_model") or {}).get(model_id)
+    if own:
+        scopes.append((model_id, own))
+    return [(scope, values) for scope, values in scopes if values]
+
+
+class Throttle:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._take = redis.register_script(_TAKE)
+        self._give_back = redis.register_script(_GIVE_BACK)
+        self._enter = redis.register_script(_ENTER)
+
+    # -- cooldowns ---------------------------------------------------------------------
+
+    async def cooldown_until(self, instance_id: str, model_id: str) -> float | None:
+        """When the pair's cooldown ends (epoch seconds), if one is in force."""
+        value = await self._redis.get(cooldown(instance_id, model_id))
+        if value is None:
+            return None
+        until = float(value)
+        return until if until > time.time() else None
+
+    async def cool_down(self, instance_id: str, model_id: str, wait_s: float) -> float:
+        """Start (or extend) the pair's cooldown by ``wait_s``; returns when it ends."""
+        until = time.time() + wait_s
+        key = cooldown(instance_id, model_id)
+        current = await self._redis.get(key)
+        if current is not None and float(current) >= until:
+            return float(current)
+        await self._redis.set(key, repr(until), px=max(1, int(wait_s * 1000)))
+        return until
+
+    async def cooldown_count(self) -> int:
+        """How many instance and model pairs are in a cooldown now, cluster-wide."""
+        return sum([1 async for _ in self._redis.scan_iter(match=cooldown("*", "*"), count=500)])
+
+    async def cooldowns(self, instance_id: str) -> list[tuple[str, float]]:
+        """The instance's cooldowns in force: (model, until)."""
+        found = []
+        async for key in self._redis.scan_iter(match=cooldown(instance_id, "*")):
+            name = key.decode() if isinstance(key, bytes) else key
+            value = await self._redis.get(name)
+            if value is not None and float(value) > time.time():
+                found.append((name.rsplit(":", 1)[1], float(value)))
+        return sorted(found)
+
+    # -- limits ------------------------------------------------------------------------
+
+    async def admit(
+        self, instance_id: str, model_id: str, limits: dict[str, Any], cost: dict[str, int]
+    ) -> Admission | Refused:
+        """Take ``cost`` (requests, input_tokens, output_tokens) from every bucket that
+        applies and a concurrency slot, or nothing: then how long to wait."""
+        admission = Admission(member=secrets.token_hex(8))
+        in_flight_limits: list[int] = []
+        for scope, values in applicable_limits(limits, model_id):
+            for name, kind in PER_MINUTE.items():
+                if values.get(name):
+                    rate = values[name] / 60.0
+                    key = rate_bucket(instance_id, scope, kind)
+                    admission.buckets.append(Bucket(key, rate, max(rate, 1.0), kind))
+            if values.get(CONCURRENCY):
+                admission.in_flight.append(in_flight(instance_id, scope))
+                in_flight_limits.append(int(values[CONCURRENCY]))
+        now = time.time()
+        if admission.buckets:
+            args: list[Any] = [now]
+            for bucket in admission.buckets:
+                args += [bucket.per_second, bucket.capacity, cost[bucket.kind]]
+            wait_s = float(await self._take(keys=[b.key for b in admission.buckets], args=args))
+            if wait_s > 0:
+                return Refused(wait_s)
+            admission.taken = dict(cost)
+        if admission.in_flight:
+            args = [now, now + IN_FLIGHT_CLAIM_S, admission.member, *in_flight_limits]
+            if not int(await self._enter(keys=admission.in_flight, args=args)):
+                await self._return(admission, admission.taken)
+                return Refused(CONCURRENCY_RECHECK_S)
+        return admission
+
+    async def settle(self, admission: Admission, used: dict[str, int]) -> None:
+        """Give back what the call took but did not use, and its concurrency slot."""
+        unused = {kind: max(0, admission.taken.get(kind, 0) - used.get(kind, 0)) for kind in used}
+        await self._return(admission, unused)
+        for key in admission.in_flight:
+            await self._redis.zrem(key, admission.member)
+
+    async def _return(self, admission: Admission, amounts: dict[str, int]) -> None:
+        buckets = [b for b in admission.buckets if amounts.get(b.kind)]
+        if not buckets:
+            return
+        args: list[Any] = [time.time()]
+        for bucket in buckets:
+            args += [bucket.per_second, bucket.capacity, amounts[bucket.kind]]
+        await self._give_back(keys=[b.key for b in buckets], args=args)

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "rehydration": "bench.rehydration",  # 6
     "connections": "bench.connections",  # 7
     "database": "bench.database",  # 8
+    "flow": "bench.flow",  # 9
 }
 BY_NUMBER = {str(n): name for n, name in enumerate(BENCHMARKS)}
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,7 +42,10 @@ IN_FLIGHT_CLAIM_S = 900  # a call's claim on a concurrency slot lapses after thi
 CONCURRENCY_RECHECK_S = 0.5  # a full concurrency limit frees no sooner than some call ends
 
 # KEYS: buckets. ARGV: now, then (refill per second, capacity, cost) per bucket.
-# Answers 0 when every bucket gave its cost, else the seconds until all could.
+# Takes the cost from every bucket, into debt if need be (so callers queue in the
+# order they came, each with a slot of its own), and answers the seconds until the
+# caller's slot: 0 when every bucket held its cost (or, for a cost larger than a
+# whole bucket, was full).
 _TAKE = """
 local now = tonumber(ARGV[1])
 local wait = 0
@@ -61,17 +64,14 @@ for i = 1, #KEYS do
     wait = math.max(wait, (needed - tokens) / rate)
   end
 end
-if wait > 0 then
-  return tostring(wait)
-end
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[i * 3 - 1])
   local capacity = tonumber(ARGV[i * 3])
   local cost = tonumber(ARGV[i * 3 + 1])
   redis.call('HSET', KEYS[i], 'tokens', levels[i] - cost, 'at', now)
-  redis.call('EXPIRE', KEYS[i], math.ceil((capacity + cost) / rate) + 60)
+  redis.call('EXPIRE', KEYS[i], math.ceil((capacity + cost - levels[i]) / rate) + 60)
 end
-return '0'
+return tostring(wait)
 """
 # KEYS: buckets. ARGV: now, then (refill per second, capacity, amount) per bucket.
 _GIVE_BACK = """
@@ -115,16 +115,30 @@ class Bucket:
 
 @dataclass
 class Admission:
-    """What a call took from the limits, to give back what it did not use."""
+    """What a call took from the limits, to give back what it did not use. ``wait_s``:
+    how long until its slot in the buckets (the tokens are taken: it is booked)."""
 
     buckets: list[Bucket] = field(default_factory=list)
     taken: dict[str, int] = field(default_factory=dict)  # by kind
     in_flight: list[str] = field(default_factory=list)
+    in_flight_limits: list[int] = field(default_factory=list)
     member: str = ""
+    wait_s: float = 0.0
+
+    def booking(self) -> dict[str, Any]:
+        """What a turn parked until its slot keeps in its row, to call without taking again."""
+        return {"buckets": [asdict(b) for b in self.buckets], "taken": self.taken}
+
+    @classmethod
+    def booked(cls, booking: dict[str, Any]) -> Admission:
+        buckets = [Bucket(**b) for b in booking.get("buckets", [])]
+        return cls(buckets, dict(booking.get("taken", {})), member=secrets.token_hex(8))
 
 
 @dataclass(frozen=True)
 class Refused:
+    """No room for another call in flight: look again after ``wait_s``."""
+
     wait_s: float
 
 
@@ -180,37 +194,48 @@ class Throttle:
 
     # -- limits ------------------------------------------------------------------------
 
-    async def admit(
+    async def book(
         self, instance_id: str, model_id: str, limits: dict[str, Any], cost: dict[str, int]
-    ) -> Admission | Refused:
+    ) -> Admission:
         """Take ``cost`` (requests, input_tokens, output_tokens) from every bucket that
-        applies and a concurrency slot, or nothing: then how long to wait."""
+        applies; the admission's ``wait_s`` says how long until the call may go."""
         admission = Admission(member=secrets.token_hex(8))
-        in_flight_limits: list[int] = []
         for scope, values in applicable_limits(limits, model_id):
             for name, kind in PER_MINUTE.items():
                 if values.get(name):
                     rate = values[name] / 60.0
                     key = rate_bucket(instance_id, scope, kind)
                     admission.buckets.append(Bucket(key, rate, max(rate, 1.0), kind))
-            if values.get(CONCURRENCY):
-                admission.in_flight.append(in_flight(instance_id, scope))
-                in_flight_limits.append(int(values[CONCURRENCY]))
-        now = time.time()
+        self.concurrency(admission, instance_id, model_id, limits)
         if admission.buckets:
-            args: list[Any] = [now]
+            args: list[Any] = [time.time()]
             for bucket in admission.buckets:
                 args += [bucket.per_second, bucket.capacity, cost[bucket.kind]]
-            wait_s = float(await self._take(keys=[b.key for b in admission.buckets], args=args))
-            if wait_s > 0:
-                return Refused(wait_s)
+            keys = [b.key for b in admission.buckets]
+            admission.wait_s = float(await self._take(keys=keys, args=args))
             admission.taken = dict(cost)
-        if admission.in_flight:
-            args = [now, now + IN_FLIGHT_CLAIM_S, admission.member, *in_flight_limits]
-            if not int(await self._enter(keys=admission.in_flight, args=args)):
-                await self._return(admission, admission.taken)
-                return Refused(CONCURRENCY_RECHECK_S)
         return admission
+
+    @staticmethod
+    def concurrency(
+        admission: Admission, instance_id: str, model_id: str, limits: dict[str, Any]
+    ) -> None:
+        """Note the concurrency limits that apply on ``admission`` (``enter`` takes them)."""
+        for scope, values in applicable_limits(limits, model_id):
+            if values.get(CONCURRENCY):
+                admission.in_flight.append(in_flight(instance_id, scope))
+                admission.in_flight_limits.append(int(values[CONCURRENCY]))
+
+    async def enter(self, admission: Admission) -> Refused | None:
+        """Take a slot of every concurrency limit that applies, or none (then a wait)."""
+        if not admission.in_flight:
+            return None
+        now = time.time()
+        args: list[Any] = [now, now + IN_FLIGHT_CLAIM_S, admission.member]
+        args += admission.in_flight_limits
+        if int(await self._enter(keys=admission.in_flight, args=args)):
+            return None
+        return Refused(CONCURRENCY_RECHECK_S)
 
     async def settle(self, admission: Admission, used: dict[str, int]) -> None:
         """Give back what the call took but did not use, and its concurrency slot."""

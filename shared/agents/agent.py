@@ -91,10 +91,12 @@ class _TurnState:
     provider_attempts: int = field(init=False)  # throttled answers the current call spent
     fresh_calls: set[str] = field(default_factory=set)
     noted_ignored: bool = False
+    booking: dict[str, Any] | None = field(init=False)  # its limits' slot, if parked for one
 
     def __post_init__(self) -> None:
         self.usage = Usage.of(self.turn.usage)
         self.provider_attempts = self.turn.provider_attempts
+        self.booking = (self.turn.waiting or {}).get("booking")
 
 
 class Agent:
@@ -256,7 +258,9 @@ class Agent:
             self.context.instance_limits(),
             self.context.session_id,
             state.turn.id,
+            booking=state.booking,
         )
+        state.booking = None
         await call.gate()
         self._state_event(state, "thinking")
         result, reported = CallResult(), None

@@ -30,7 +30,7 @@ from shared.llm import ModelRequest, Provider, ToolCallRequest
 from shared.pricing import Usage, cost_nanos
 from shared.providers.base import estimate_text_tokens
 from shared.providers.retry import RetryPolicy
-from shared.throttle import Admission, Refused, Throttle
+from shared.throttle import Admission, Throttle
 
 # Waits this short are slept in place: a park costs more (transactions, a kick).
 SLEEP_IN_PLACE_S = 0.25
@@ -46,9 +46,17 @@ class TurnMustWait(Exception):  # noqa: N818 (a control flow, not a failure)
     reservations); ``reason`` is one of API.md's waiting reasons.
     """
 
-    def __init__(self, reason: str, until: float | None, due: float) -> None:
+    def __init__(
+        self,
+        reason: str,
+        until: float | None,
+        due: float,
+        *,
+        booking: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason, self.until, self.due = reason, until, due
+        self.booking = booking  # the limits' tokens already taken for its slot
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class ModelCall:
     limits: dict[str, Any]
     session_id: str
     turn_id: str
+    booking: dict[str, Any] | None = None  # a parked turn's slot, booked before it parked
     admission: Admission | None = None
     reservation: budgets.Reservation | None = None
     input_estimate: int = 0
@@ -89,22 +98,30 @@ class ModelCall:
             await _wait_or_park("provider_cooldown", until, until)
             return await self.gate()
         self.input_estimate = self.provider.estimate_tokens(self.request)
-        cost = {
-            "requests": 1,
-            "input_tokens": self.input_estimate,
-            "output_tokens": self.request.max_tokens,
-        }
-        admitted = await throttle.admit(self.instance_id, model, self.limits, cost)
-        if isinstance(admitted, Refused):
-            due = time.time() + admitted.wait_s
-            await _wait_or_park("rate_limit", due, due)
-            return await self.gate()
-        self.admission = admitted
+        if self.booking is not None:  # taken when the turn was parked for its slot
+            admission = Admission.booked(self.booking)
+            throttle.concurrency(admission, self.instance_id, model, self.limits)
+            self.booking = None
+        else:
+            cost = {
+                "requests": 1,
+                "input_tokens": self.input_estimate,
+                "output_tokens": self.request.max_tokens,
+            }
+            admission = await throttle.book(self.instance_id, model, self.limits, cost)
+            if admission.wait_s > SLEEP_IN_PLACE_S:
+                due = time.time() + admission.wait_s
+                raise TurnMustWait("rate_limit", due, due, booking=admission.booking())
+            await asyncio.sleep(admission.wait_s)
+        self.admission = admission
+        if (refused := await throttle.enter(admission)) is not None:
+            await self.release()
+            due = time.time() + refused.wait_s
+            raise TurnMustWait("rate_limit", due, due)
         try:
             await self._reserve()
         except BaseException:
-            await throttle.settle(admitted, cost)  # nothing was used: all of it back
-            self.admission = None
+            await self.release()
             raise
         return None
 

@@ -89,7 +89,7 @@ class AgentRecorder:
             "usage": usage,
             "provider_attempts": provider_attempts,
             "not_before": wait.due,
-            "waiting": {"reason": wait.reason, "until": wait.until},
+            "waiting": {"reason": wait.reason, "until": wait.until, "booking": wait.booking},
         }
         return await self._writer.transact(_hand_back, turn_id, changes)
 

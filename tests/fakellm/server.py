@@ -49,6 +49,7 @@ class FakeConfig:
     # (a one-second bucket), answer 429 with Retry-After (None: no limit).
     requests_per_s: float | None = None
     retry_after_s: float = 2.0
+    limited_keys: list[str] | None = None  # the keys the limit applies to (None: every key)
 
 
 @dataclass
@@ -337,10 +338,10 @@ class FakeLLM:
 
     def _throttle(self, flavour: ModuleType, request: http11.Request) -> bytes | None:
         """429 with Retry-After for a request beyond the key's rate, else None."""
-        rate = self.config.requests_per_s
-        if rate is None:
-            return None
+        rate, limited = self.config.requests_per_s, self.config.limited_keys
         key, now = flavour.api_key(request.headers) or "", time.monotonic()
+        if rate is None or (limited is not None and key not in limited):
+            return None
         with self._lock:
             tokens, at = self._buckets.get(key, (rate, now))
             tokens = min(rate, tokens + (now - at) * rate)

@@ -236,22 +236,31 @@ async def test_a_short_wait_is_slept_in_place(res: Resources, llm: FakeLLM) -> N
 async def test_limits_hold_across_workers_with_a_bucket_of_one_seconds_share(
     res: Resources,
 ) -> None:
-    limits = {"requests_per_minute": 120, "per_model": {"m": {"output_tokens_per_minute": 600}}}
+    limits = {
+        "requests_per_minute": 120,
+        "max_concurrent_requests": 1,
+        "per_model": {"m": {"output_tokens_per_minute": 600}},
+    }
     worker_a, worker_b = (aioredis.Redis.from_url(TEST_REDIS_URL) for _ in range(2))
     try:
         a, b = Throttle(worker_a), Throttle(worker_b)
         cost = {"requests": 1, "input_tokens": 10, "output_tokens": 5}
-        first = await a.admit("pi", "m", limits, cost)
-        second = await b.admit("pi", "m", limits, cost)  # the burst is 2 requests, not 120
-        third = await a.admit("pi", "m", limits, cost)
-        big = await b.admit("pi", "other", limits, cost | {"output_tokens": 10_000})
+        first = await a.book("pi", "m", limits, cost)
+        second = await b.book("pi", "m", limits, cost)  # the burst is 2 requests, not 120
+        third = await a.book("pi", "m", limits, cost)  # booked: its slot half a second on
+        fourth = await b.book("pi", "other", limits, cost)  # and the next one's after it
+        in_flight = await a.enter(first)
+        crowded = await b.enter(second)  # one call in flight at most, cluster-wide
+        await a.settle(first, {"requests": 1, "input_tokens": 10, "output_tokens": 5})
+        freed = await b.enter(second)
     finally:
         await worker_a.aclose()
         await worker_b.aclose()
 
-    assert not isinstance(first, Refused) and not isinstance(second, Refused)
-    assert isinstance(third, Refused) and 0.3 < third.wait_s <= 0.5  # 2 a second refill
-    assert isinstance(big, Refused)  # the instance's request bucket is empty for it too
+    assert first.wait_s == 0 and second.wait_s == 0
+    assert 0.4 < third.wait_s <= 0.5  # 2 requests a second refill
+    assert 0.9 < fourth.wait_s <= 1.0
+    assert in_flight is None and isinstance(crowded, Refused) and freed is None
 
 
 async def test_a_turn_over_a_limit_waits_and_then_runs(res: Resources, llm: FakeLLM) -> None:

@@ -26,7 +26,7 @@ from shared.agents.records import AgentView
 from shared.configuration import Configuration
 from shared.events import StoredEvent
 from shared.models import Approval, ChatSession, Project, Turn
-from shared.pricing import usd
+from shared.pricing import shown_usage
 from shared.providers.catalog import CatalogProvider
 from shared.providers.instances import InstanceView
 from shared.status import FINISHED, TurnStatus
@@ -351,13 +351,7 @@ class UsageOut(BaseModel):
 
     @classmethod
     def of(cls, stored: dict[str, Any]) -> UsageOut:
-        nanos = stored.get("cost_nanos")
-        return cls(
-            input_tokens=stored.get("input_tokens", 0),
-            output_tokens=stored.get("output_tokens", 0),
-            cost_usd=usd(nanos) if nanos is not None else None,
-            estimated=stored.get("estimated", False),
-        )
+        return cls(**shown_usage(stored))
 
 
 class WaitingOut(BaseModel):

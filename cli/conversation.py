@@ -157,6 +157,8 @@ class TurnWatcher:
 
     def _on_turn_completed(self, data: dict[str, Any]) -> None:
         self.printer.end_line()
+        if usage := data.get("usage"):
+            self.printer.note(usage_line(usage))
         self.exit_code = 0
 
     def _on_turn_failed(self, data: dict[str, Any]) -> None:
@@ -166,6 +168,15 @@ class TurnWatcher:
     def _on_turn_cancelled(self, data: dict[str, Any]) -> None:
         self.printer.note(f"turn cancelled: {data.get('reason', 'cancelled')}")
         self.exit_code = 1
+
+
+def usage_line(usage: dict[str, Any]) -> str:
+    """``[1,200 tokens in, 340 out · $0.0087]`` (``estimated`` when the server sent none)."""
+    cost = usage.get("cost_usd")
+    spent = f" · ${cost}" if cost is not None else " · no price known"
+    counted = " (estimated)" if usage.get("estimated") else ""
+    tokens = f"{usage.get('input_tokens', 0):,} tokens in, {usage.get('output_tokens', 0):,} out"
+    return f"[{tokens}{counted}{spent}]"
 
 
 def converse(

@@ -19,6 +19,7 @@ from typing import Any
 from shared.errors import BobbinError
 from shared.events import NewEvent, StoredEvent
 from shared.models import utcnow
+from shared.pricing import shown_usage
 from shared.status import TurnStatus
 from shared.tool_calls import aborted_result, open_tool_calls
 
@@ -107,7 +108,8 @@ class Ending:
 
     def _closing_event(self) -> NewEvent:
         if self.status == TurnStatus.COMPLETED:
-            return NewEvent.of("turn_completed", usage=self.usage)
+            usage = shown_usage(self.usage) if self.usage is not None else None
+            return NewEvent.of("turn_completed", usage=usage)
         if self.status == TurnStatus.FAILED:
             assert self.error is not None
             return NewEvent.of("turn_failed", **self.error)

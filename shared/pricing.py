@@ -67,6 +67,10 @@ class Usage:
         )
         self.estimated = self.estimated or estimated
 
+    def shown(self) -> dict[str, Any]:
+        """As the API shows it (a turn's ``usage``, ``turn_completed``'s ``data.usage``)."""
+        return shown_usage(self.as_dict())
+
     def as_dict(self) -> dict[str, Any]:
         """What the turn's row and its closing event keep (``cost_nanos`` absent: no price)."""
         stored: dict[str, Any] = {
@@ -77,3 +81,14 @@ class Usage:
         if self.cost_nanos is not None:
             stored["cost_nanos"] = self.cost_nanos
         return stored
+
+
+def shown_usage(stored: dict[str, Any]) -> dict[str, Any]:
+    """Stored usage as the API shows it: ``cost_usd`` a decimal string, or None unpriced."""
+    nanos = stored.get("cost_nanos")
+    return {
+        "input_tokens": stored.get("input_tokens", 0),
+        "output_tokens": stored.get("output_tokens", 0),
+        "cost_usd": usd(nanos) if nanos is not None else None,
+        "estimated": stored.get("estimated", False),
+    }

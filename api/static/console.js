@@ -53,6 +53,13 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const short = (text, n = 80) => (text.length > n ? text.slice(0, n - 1) + "…" : text);
   const json = (value) => JSON.stringify(value, null, 2);
+  // A turn's usage: its tokens and what they cost ("estimated" when the server sent none).
+  function usageText(usage) {
+    if (!usage) return "no usage reported";
+    const cost = usage.cost_usd == null ? "no price known" : `$${usage.cost_usd}`;
+    const counted = usage.estimated ? " (estimated)" : "";
+    return `${usage.input_tokens ?? 0} tokens in, ${usage.output_tokens ?? 0} out${counted} · ${cost}`;
+  }
 
   // -- the API ------------------------------------------------------------------
   class ApiError extends Error {
@@ -393,11 +400,7 @@
     compaction: () => append(h("li", { class: "note" }, "The conversation was compacted.")),
     turn_started: (e) => append(h("li", { class: "divider" },
       `Turn started · ${e.data.provider_instance_id || "?"} / ${e.data.model_id || "?"}`)),
-    turn_completed: (e) => {
-      const usage = e.data.usage || {};
-      append(h("li", { class: "note ok" },
-        `Turn completed · ${usage.input_tokens ?? 0} tokens in, ${usage.output_tokens ?? 0} out`));
-    },
+    turn_completed: (e) => append(h("li", { class: "note ok" }, `Turn completed · ${usageText(e.data.usage)}`)),
     turn_failed: (e) => {
       dropLive(e.turn_id);
       append(h("li", { class: "note error" }, `Turn failed · ${e.data.code}: ${e.data.message}`));
@@ -454,7 +457,8 @@
     if (agentId !== chat.agentId) return;
     $("#turns").replaceChildren(...page.turns.map((t) => h("li", { class: "turn", dataset: { turn: t.id, status: t.status } },
       h("div", {}, h("span", { class: "badge", dataset: { value: t.status } }, t.status), " ", short(t.input, 60)),
-      t.usage ? h("div", { class: "muted" }, `${t.usage.input_tokens} tokens in, ${t.usage.output_tokens} out`) : null,
+      t.usage ? h("div", { class: "muted usage" }, usageText(t.usage)) : null,
+      t.waiting ? h("div", { class: "muted" }, `waiting: ${t.waiting.reason}${t.waiting.until ? ` until ${new Date(t.waiting.until).toLocaleTimeString()}` : ""}`) : null,
       t.error ? h("div", { class: "error" }, `${t.error.code}: ${t.error.message}`) : null,
       OPEN_TURN.has(t.status) ? h("button", {
         type: "button",

@@ -37,7 +37,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 MAX_REDIRECTS = 5
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64, IPv4-compatible
+# and IPv4-translated (``ipv4_mapped``, 6to4 and Teredo have their own properties).
+_EMBEDDING_IPV4 = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")
+)
+# Not global, yet ``is_global`` says so: local-use NAT64 and deprecated site-local.
+_INTERNAL_IPV6 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b:1::/48", "fec0::/10"))
 
 
 class OutboundRefused(Exception):
@@ -53,8 +59,10 @@ async def resolve(host: str, port: int) -> list[str]:
 def is_internal(ip: IPAddress) -> bool:
     """Whether ``ip`` is anything but a global unicast address (embedded IPv4 included)."""
     if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _INTERNAL_IPV6):
+            return True
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is None and ip in _NAT64:
+        if embedded is None and any(ip in network for network in _EMBEDDING_IPV4):
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None and is_internal(embedded):
             return True

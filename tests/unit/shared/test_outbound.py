@@ -102,6 +102,10 @@ async def test_a_name_is_checked_after_it_is_resolved(
         "[fd00::1]",
         "[fe80::1]",
         "[64:ff9b::7f00:1]",  # NAT64 of 127.0.0.1
+        "[64:ff9b:1::7f00:1]",  # local-use NAT64
+        "[::7f00:1]",  # IPv4-compatible 127.0.0.1
+        "[::ffff:0:7f00:1]",  # IPv4-translated 127.0.0.1
+        "[fec0::1]",  # site-local
         "224.0.0.1",
     ],
 )

@@ -54,25 +54,34 @@ def decide(session: Session, agent_id: str, tool_call_id: str, decision: str) ->
     approval = session.get(Approval, (agent_id, tool_call_id))
     if approval is None:
         raise ApprovalNotFound(f"agent {agent_id} has no approval request {tool_call_id!r}")
-    # The turn's row lock orders this decision against a cancel of the turn.
-    if lock_turn(session, approval.turn_id).cancel_requested:
+    granting = decision == "allow_session"
+    candidates = _pending_for_tool(session, approval) if granting else []
+    # Every turn the decision may touch, locked in one order for every decider: a cancel
+    # and any other decision of these turns take the same locks, so what is read below,
+    # under them, stays true until this commits.
+    turns = {
+        turn_id: lock_turn(session, turn_id)
+        for turn_id in sorted({approval.turn_id, *(row.turn_id for row in candidates)})
+    }
+    if turns[approval.turn_id].cancel_requested:
         raise TurnCancelled(f"the turn of tool call {tool_call_id} was cancelled")
     session.refresh(approval)
     if approval.decision is not None:
         raise ApprovalAlreadyDecided(f"tool call {tool_call_id} was already decided")
     decided = [approval]
-    if decision == "allow_session":
+    if granting:
         if session.get(SessionGrant, (approval.session_id, approval.tool)) is None:
             session.add(SessionGrant(session_id=approval.session_id, tool=approval.tool))
-        decided += _pending_for_tool(session, approval)
+        # Read again under the locks: another decider may have decided some meanwhile.
+        decided += [r for r in _pending_for_tool(session, approval) if r.turn_id in turns]
     now = utcnow()
     for row in decided:
         row.decision, row.decided_at = decision, now
         session.add(row)
     session.flush()
     kicked = []
-    for turn_id in sorted({row.turn_id for row in decided}):  # one lock order for every decider
-        turn = lock_turn(session, turn_id)
+    for turn_id in sorted({row.turn_id for row in decided}):
+        turn = turns[turn_id]
         if turn.status == TurnStatus.AWAITING_APPROVAL and pending_count(session, turn_id) == 0:
             turn.status = transition(turn.status, TurnStatus.QUEUED)
             session.add(turn)

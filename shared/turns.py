@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import and_, bindparam, func, insert, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -133,7 +133,9 @@ def head_open_turn(session: Session, agent_id: str) -> Turn | None:
 
 
 def lock_turn(session: Session, turn_id: str) -> Turn:
-    turn = session.exec(select(Turn).where(Turn.id == turn_id).with_for_update()).first()
+    """The turn's row, locked, as committed once the lock was granted."""
+    locked = select(Turn).where(Turn.id == turn_id).with_for_update()
+    turn = session.exec(locked.execution_options(populate_existing=True)).first()
     if turn is None:
         raise TurnNotFound(f"turn {turn_id!r} does not exist")
     return turn
@@ -155,7 +157,7 @@ def expired_running_turns(session: Session, now: float) -> list[Turn]:
 
 def agents_needing_kick(session: Session, now: float, limit: int = 1000) -> list[str]:
     """Agents with no live lease whose head turn can run now: their kick may have been
-    lost, or their parked head turn has come due."""
+    lost, their parked head turn has come due, or its cancel found the lease taken."""
     earlier = aliased(Turn)
     blocked_by_an_earlier_turn = (
         select(earlier.id)
@@ -170,8 +172,15 @@ def agents_needing_kick(session: Session, now: float, limit: int = 1000) -> list
         select(Turn.agent_id)
         .join(Thread, col(Thread.id) == Turn.agent_id)
         .where(
-            Turn.status == TurnStatus.QUEUED,
-            col(Turn.not_before).is_(None) | (col(Turn.not_before) <= now),
+            col(Turn.status).in_(sorted(OPEN)),
+            # shared.status.runnable, in SQL
+            or_(
+                col(Turn.cancel_requested),
+                and_(
+                    col(Turn.status) == TurnStatus.QUEUED,
+                    col(Turn.not_before).is_(None) | (col(Turn.not_before) <= now),
+                ),
+            ),
             ~blocked_by_an_earlier_turn,
             (col(Thread.lease_holder).is_(None)) | (Thread.lease_expires_at < now),
         )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
+from shared.approvals import decide
 from shared.errors import ApprovalAlreadyDecided
+from shared.models import Approval
 from shared.resources import Resources, open_resources
 from shared.settings import Settings
 from shared.sink import MemorySink
@@ -179,3 +184,47 @@ async def test_tool_rounds_are_bounded(
     failed = await turn_of(res, turn.id)
     assert failed.error is not None and failed.error["code"] == "max_tool_rounds_exceeded"
     assert len(llm.requests) == 3
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_allow_session_never_overwrites_a_deny_decided_meanwhile(
+    res: Resources, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """Two deciders at once: B denies the second agent's call (its transaction still open)
+    while A allows the tool for the session. B was answered first: its deny stands, and
+    A's grant decides only what was still undecided."""
+    instance = await add_instance(res, llm)
+    first = await add_agent(res, instance, working_directory=str(tmp_path / "w"))
+    second = await add_sibling(res, first, "helper", {})
+    llm.script(write_call("a.txt"), match="one")
+    llm.script(write_call("b.txt"), match="two")
+    await send(res, first, "one")
+    turn_b = await send(res, second, "two")
+    await run(res, first)
+    await run(res, second)
+    requests = await pending(res, first.rsplit(".", 1)[0])
+    mine = next(r for r in requests if r.agent_id == first)
+    theirs = next(r for r in requests if r.agent_id == second)
+
+    denying, commit = threading.Event(), threading.Event()
+
+    def deny_and_wait() -> None:
+        with Session(res.db.engine) as session, session.begin():
+            decide(session, second, theirs.tool_call_id, "deny")
+            denying.set()
+            commit.wait(10)
+
+    denier = asyncio.create_task(asyncio.to_thread(deny_and_wait))
+    assert await asyncio.to_thread(denying.wait, 10)
+    granting = asyncio.create_task(decide_call(res, first, mine.tool_call_id, "allow_session"))
+    await asyncio.sleep(0.3)  # the grant's transaction is under way
+    commit.set()
+    await denier
+    kicked = await granting
+
+    assert kicked == [first]
+    decided = await res.db.read(lambda s: s.get(Approval, (second, theirs.tool_call_id)))
+    assert decided is not None and decided.decision == "deny"
+    await run(res, second)
+    assert (await turn_of(res, turn_b.id)).status == "completed"
+    assert not (tmp_path / "w" / "b.txt").exists()

@@ -98,7 +98,7 @@ def reserve(
     reserves nothing: the transaction is rolled back by the raise)."""
     hold_id = "hold_" + secrets.token_hex(8)
     expires_at = time.time() + hold_s
-    for budget in budgets:
+    for budget in sorted(budgets, key=lambda b: b.scope_id):  # the lock order of _change_spend
         period = period_of(budget.window)
         _ensure_row(session, budget.scope_id, period)
         params = {"scope": budget.scope_id, "at_period": period, "nanos": nanos}
@@ -127,20 +127,13 @@ def reserve(
 def settle(session: Session, reservation: Reservation, spent_nanos: int) -> None:
     """Replace the reservation by what the call really cost (a reservation the sweeper
     released meanwhile is only spent)."""
-    holds = session.execute(select(_HOLDS).where(_HOLDS.c.id == reservation.hold_id)).all()
-    for hold in holds:
-        gone = session.connection().execute(
-            delete(_HOLDS).where(_HOLDS.c.id == hold.id, _HOLDS.c.scope_id == hold.scope_id)
-        )
-        held = hold.nanos if gone.rowcount == 1 else 0
-        session.connection().execute(
-            update(_SPEND)
-            .where(_SPEND.c.scope_id == hold.scope_id, _SPEND.c.period == hold.period)
-            .values(
-                reserved_nanos=_SPEND.c.reserved_nanos - held,
-                spent_nanos=_SPEND.c.spent_nanos + spent_nanos,
-            )
-        )
+    mine = select(_HOLDS).where(_HOLDS.c.id == reservation.hold_id)
+    holds = session.execute(mine.order_by(_HOLDS.c.scope_id)).all()  # release_holds' order
+    changes = {
+        (hold.scope_id, hold.period): (hold.nanos if _delete(session, hold) else 0, spent_nanos)
+        for hold in holds
+    }
+    _change_spend(session, changes)
 
 
 def expired_holds(session: Session, now: float) -> list[Any]:
@@ -151,20 +144,39 @@ def expired_holds(session: Session, now: float) -> list[Any]:
 def release_holds(session: Session, expired: list[Any]) -> int:
     """Release ``expired`` reservations (as ``expired_holds`` read them) that are still
     held (their worker may have settled one since); returns how many it released."""
-    released = 0
-    for hold in expired:
-        gone = session.connection().execute(
-            delete(_HOLDS).where(_HOLDS.c.id == hold.id, _HOLDS.c.scope_id == hold.scope_id)
-        )
-        if gone.rowcount != 1:
-            continue
+    gone = [
+        hold for hold in sorted(expired, key=lambda h: (h.id, h.scope_id)) if _delete(session, hold)
+    ]
+    released: dict[tuple[str, str], tuple[int, int]] = {}
+    for hold in gone:
+        held, _ = released.get((hold.scope_id, hold.period), (0, 0))
+        released[(hold.scope_id, hold.period)] = (held + hold.nanos, 0)
+    _change_spend(session, released)
+    return len(gone)
+
+
+def _delete(session: Session, hold: Any) -> bool:
+    gone = session.connection().execute(
+        delete(_HOLDS).where(_HOLDS.c.id == hold.id, _HOLDS.c.scope_id == hold.scope_id)
+    )
+    return gone.rowcount == 1
+
+
+def _change_spend(session: Session, changes: dict[tuple[str, str], tuple[int, int]]) -> None:
+    """Move (released, spent) nanos of each (scope, period) from reserved to spent.
+
+    Every transaction that changes spend rows (``reserve`` too) takes their locks
+    after its hold rows' and in (scope, period) order: two can never deadlock.
+    """
+    for (scope_id, period), (released, spent) in sorted(changes.items()):
         session.connection().execute(
             update(_SPEND)
-            .where(_SPEND.c.scope_id == hold.scope_id, _SPEND.c.period == hold.period)
-            .values(reserved_nanos=_SPEND.c.reserved_nanos - hold.nanos)
+            .where(_SPEND.c.scope_id == scope_id, _SPEND.c.period == period)
+            .values(
+                reserved_nanos=_SPEND.c.reserved_nanos - released,
+                spent_nanos=_SPEND.c.spent_nanos + spent,
+            )
         )
-        released += 1
-    return released
 
 
 def spent_usd(session: Session, scope_id: str, budget: dict[str, Any] | None) -> str | None:

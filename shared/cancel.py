@@ -10,8 +10,9 @@ queued and never started: cancelled on its row, no events (it never entered
 the conversation). running: flagged, and announced on Redis; the lease holder
 stops it within a second (within a lease renewal while Redis is away). Started
 but parked (awaiting_approval, or queued between attempts): flagged, and the
-API takes the agent's lease and ends it itself; when a worker holds the
-lease, that worker ends it.
+API takes the agent's lease and ends it itself; when another holds the lease,
+the flagged turn is the agent's runnable head (``shared.status.runnable``), so
+the agent's next claim ends it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _mark_cancel(session: Session, turn_id: str) -> Action:
 async def cancel_turn(
     db: Database, redis: aioredis.Redis, sink: EventSink, turn_id: str, holder: str
 ) -> str | None:
-    """Cancel the turn; returns its agent when that has a turn to run now (kick it).
+    """Cancel the turn; returns its agent when that may have a turn to run now (kick it).
 
     Raises TurnNotFound or TurnNotCancellable.
     """
@@ -90,14 +91,17 @@ async def _cancel_parked(
         if lease is not None:
             break
         await asyncio.sleep(0.05)
-    else:  # a worker holds the agent: it ends the flagged turn cancelled
+    else:
+        # Another holds the agent: the flagged turn is its runnable head, so whoever
+        # claims the agent next (the holder's own hold-over, a kick, the sweeper once a
+        # dead holder's lease lapses) ends it cancelled. Kick, in case the holder is done.
         await _announce(redis, turn_id)
-        return None
+        return turn.agent_id
     writer = ThreadWriter(db, lease, sink)
     try:
         await writer.end_turn(turn_id, Ending.cancelled())  # its calls read in the transaction
     except (TurnNotOpen, LeaseLost):  # it ended meanwhile, or the next holder ends it
         await db.run(release_lease, lease)
-        return None
+        return turn.agent_id
     # The parked turn blocked the agent: the turns queued behind it may run now.
     return turn.agent_id if writer.runnable_after_release else None

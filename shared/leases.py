@@ -81,8 +81,9 @@ def acquire_lease(session: Session, thread_id: str, holder: str, lease_s: float)
     return Lease(thread_id, session_id, token, holder, seq, published_seq, valid_until)
 
 
-def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
-    """Extend the lease; raises LeaseLost when the token moved on or it was released."""
+def renew_lease(session: Session, lease: Lease, lease_s: float) -> float:
+    """Extend the lease; returns its new ``valid_until``, for the caller to set once the
+    transaction committed. Raises LeaseLost when the token moved on or it was released."""
     valid_until = time.monotonic() + lease_s
     changed = _RENEW.run(
         session,
@@ -90,7 +91,7 @@ def renew_lease(session: Session, lease: Lease, lease_s: float) -> None:
     )
     if changed != 1:
         raise LeaseLost(f"the lease on {lease.thread_id} was taken over")
-    lease.valid_until = valid_until
+    return valid_until
 
 
 def release_lease(session: Session, lease: Lease, published_seq: int | None = None) -> None:

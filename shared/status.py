@@ -45,10 +45,15 @@ def predecessors(status: TurnStatus) -> tuple[TurnStatus, ...]:
     return tuple(sorted(s for s, nexts in TRANSITIONS.items() if status in nexts))
 
 
-def runnable(status: str, not_before: float | None, now: float | None = None) -> bool:
-    """Whether an agent's head turn can run now: queued, and due if it was parked (a head
-    that awaits approval, or waits for its provider, its limits or its budget, blocks its
-    agent). Every query that decides whether to run an agent's head asks this."""
+def runnable(
+    status: str, not_before: float | None, cancel_requested: bool, now: float | None = None
+) -> bool:
+    """Whether an agent's open head turn can run now: queued, and due if it was parked (a
+    head that awaits approval, or waits for its provider, its limits or its budget, blocks
+    its agent), or flagged for cancel in any state (running it ends it cancelled at once).
+    Every query that decides whether to run an agent's head asks this."""
+    if cancel_requested:
+        return True
     due = not_before is None or not_before <= (time.time() if now is None else now)
     return status == TurnStatus.QUEUED and due
 

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from shared.db import Database
 from shared.endings import Ending
-from shared.errors import AgentNotFound, TurnNotOpen
+from shared.errors import AgentNotFound, TurnCancelled, TurnNotOpen
 from shared.events import Envelope, NewEvent, StoredEvent
 from shared.leases import Lease, fence_seqs, release_lease, renew_lease
 from shared.models import (
@@ -56,7 +56,7 @@ _SESSION_EVENTS_AFTER = Prepared(
 )
 _TURNS = table(Turn)
 _HEAD_STATUS = Prepared(
-    select(_TURNS.c.status, _TURNS.c.not_before)
+    select(_TURNS.c.status, _TURNS.c.not_before, _TURNS.c.cancel_requested)
     .where(_TURNS.c.agent_id == bindparam("agent_id"), _TURNS.c.status.in_(sorted(OPEN)))
     .order_by(_TURNS.c.position)
     .limit(1)
@@ -180,6 +180,13 @@ def _change_unless_cancelled(session: Session, turn_id: str, changes: dict[str, 
     return False
 
 
+def start_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None:
+    """Set the open turn running; raises TurnCancelled when its cancel was accepted
+    first (the transaction rolls back: nothing of the turn runs)."""
+    if not _change_unless_cancelled(session, turn_id, {"status": TurnStatus.RUNNING, **changes}):
+        raise TurnCancelled(f"turn {turn_id} was cancelled before it could run")
+
+
 def requeue_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> bool:
     """Hand a started turn back to the queue; False (and unchanged) when it was cancelled."""
     return _change_unless_cancelled(session, turn_id, {"status": TurnStatus.QUEUED, **changes})
@@ -261,6 +268,7 @@ class ThreadWriter:
     held_over: bool = field(default=False, init=False)
     # Read in the releasing transaction: whether the agent's head turn is queued.
     runnable_after_release: bool | None = field(default=None, init=False)
+    held_until: float = field(default=0.0, init=False)  # a hold-over's renewal, once committed
 
     def __post_init__(self) -> None:
         self.published_seq = self.lease.published_seq
@@ -296,6 +304,8 @@ class ThreadWriter:
         hold = self.hold()
         known = None if turn_events is None else list(turn_events)
         rows, ending = await self.db.run(self._commit_ending, turn_id, known, ending, hold)
+        if self.held_over:  # committed: the renewal is the lease's now
+            self.lease.valid_until = self.held_until
         self._publish(rows)
         return rows, ending
 
@@ -337,9 +347,13 @@ class ThreadWriter:
         ending: Ending,
         hold: bool,
     ) -> tuple[list[StoredEvent], Ending]:
-        turn_events = (
-            known if known is not None else events_of_turn(session, self.lease.thread_id, turn_id)
-        )
+        if known is None:
+            # Lock the thread row before reading: an append still committing on another
+            # connection holds it, and its events must be in what this ending closes.
+            fence_seqs(session, self.lease, 0, self.published_seq)
+            turn_events = events_of_turn(session, self.lease.thread_id, turn_id)
+        else:
+            turn_events = known
         events = ending.events(turn_events)
         # The fence first (the thread row, then the turn row: every transaction that
         # takes both takes them in that order). A cancelled form has as many events.
@@ -373,7 +387,7 @@ class ThreadWriter:
     def _hold_or_release_in(self, session: Session, published_seq: int) -> None:
         """Renew the lease (which locks the thread row, as a release does), read whether
         a turn waits, and keep the lease for it, or release it when none does."""
-        renew_lease(session, self.lease, self.hold_s)
+        self.held_until = renew_lease(session, self.lease, self.hold_s)
         runnable = has_runnable_turn(session, self.lease.thread_id)
         if not runnable:
             release_lease(session, self.lease, published_seq)

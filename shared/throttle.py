@@ -3,8 +3,8 @@
 - **Cooldowns.** A provider that answers 429, 503 or 529 with a wait
   (``Retry-After``, ``retry-after-ms`` or a rate-limit reset header) puts its
   instance and model in a cooldown until then, whatever its length: one key
-  per pair, holding when it ends and expiring by itself then. Every worker
-  reads it before each call.
+  per pair, expiring by itself then (a later wait extends it, a shorter one
+  never shortens it). Every worker reads its time to live before each call.
 - **Limits** (an instance's ``limits``, for the instance as a whole or per
   model): requests, input tokens and output tokens per minute are token
   buckets refilled continuously, holding one second's share (a limit of 1,200
@@ -16,6 +16,13 @@
   ``max_concurrent_requests`` is a sorted set of calls in flight whose claims
   lapse by themselves if a worker dies mid-call.
 
+Every script reads the time from Redis (``TIME``), and a cooldown is a time
+to live: hosts whose clocks differ share the same limits.
+
+While Redis is away, calls go unthrottled rather than fail: the limits are a
+courtesy to providers, who still answer 429 (and the turn then waits the
+provider's wait itself).
+
 No maintained library does a continuously refilled, weighted, multi-bucket
 take that answers the wait (``limits`` counts windows), so the script is ours:
 docs/decisions.md.
@@ -23,15 +30,19 @@ docs/decisions.md.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from shared.keys import cooldown, in_flight, rate_bucket
 
+log = logging.getLogger(__name__)
+REDIS_AWAY = (RedisError, OSError)
 PER_MINUTE = {
     "requests_per_minute": "requests",
     "input_tokens_per_minute": "input_tokens",
@@ -41,19 +52,24 @@ CONCURRENCY = "max_concurrent_requests"
 IN_FLIGHT_CLAIM_S = 900  # a call's claim on a concurrency slot lapses after this
 CONCURRENCY_RECHECK_S = 0.5  # a full concurrency limit frees no sooner than some call ends
 
-# KEYS: buckets. ARGV: now, then (refill per second, capacity, cost) per bucket.
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+"""
+# KEYS: buckets. ARGV: (refill per second, capacity, cost) per bucket.
 # Takes the cost from every bucket, into debt if need be (so callers queue in the
 # order they came, each with a slot of its own), and answers the seconds until the
 # caller's slot: 0 when every bucket held its cost (or, for a cost larger than a
 # whole bucket, was full).
-_TAKE = """
-local now = tonumber(ARGV[1])
+_TAKE = (
+    _NOW
+    + """
 local wait = 0
 local levels = {}
 for i = 1, #KEYS do
-  local rate = tonumber(ARGV[i * 3 - 1])
-  local capacity = tonumber(ARGV[i * 3])
-  local cost = tonumber(ARGV[i * 3 + 1])
+  local rate = tonumber(ARGV[i * 3 - 2])
+  local capacity = tonumber(ARGV[i * 3 - 1])
+  local cost = tonumber(ARGV[i * 3])
   local held = redis.call('HMGET', KEYS[i], 'tokens', 'at')
   local tokens = tonumber(held[1]) or capacity
   local at = tonumber(held[2]) or now
@@ -65,21 +81,23 @@ for i = 1, #KEYS do
   end
 end
 for i = 1, #KEYS do
-  local rate = tonumber(ARGV[i * 3 - 1])
-  local capacity = tonumber(ARGV[i * 3])
-  local cost = tonumber(ARGV[i * 3 + 1])
+  local rate = tonumber(ARGV[i * 3 - 2])
+  local capacity = tonumber(ARGV[i * 3 - 1])
+  local cost = tonumber(ARGV[i * 3])
   redis.call('HSET', KEYS[i], 'tokens', levels[i] - cost, 'at', now)
   redis.call('EXPIRE', KEYS[i], math.ceil((capacity + cost - levels[i]) / rate) + 60)
 end
 return tostring(wait)
 """
-# KEYS: buckets. ARGV: now, then (refill per second, capacity, amount) per bucket.
-_GIVE_BACK = """
-local now = tonumber(ARGV[1])
+)
+# KEYS: buckets. ARGV: (refill per second, capacity, amount) per bucket.
+_GIVE_BACK = (
+    _NOW
+    + """
 for i = 1, #KEYS do
-  local rate = tonumber(ARGV[i * 3 - 1])
-  local capacity = tonumber(ARGV[i * 3])
-  local amount = tonumber(ARGV[i * 3 + 1])
+  local rate = tonumber(ARGV[i * 3 - 2])
+  local capacity = tonumber(ARGV[i * 3 - 1])
+  local amount = tonumber(ARGV[i * 3])
   local held = redis.call('HMGET', KEYS[i], 'tokens', 'at')
   if held[1] then
     local tokens = tonumber(held[1]) + math.max(0, now - tonumber(held[2])) * rate
@@ -88,20 +106,34 @@ for i = 1, #KEYS do
 end
 return 1
 """
-# KEYS: in-flight sets. ARGV: now, claim's end, member, then the limit per set.
-_ENTER = """
-local now = tonumber(ARGV[1])
+)
+# KEYS: in-flight sets. ARGV: the claim's seconds, member, then the limit per set.
+_ENTER = (
+    _NOW
+    + """
+local claim = tonumber(ARGV[1])
 for i = 1, #KEYS do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + 3]) then
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + 2]) then
     return 0
   end
 end
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], tonumber(ARGV[2]), ARGV[3])
-  redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2]) - now) + 60)
+  redis.call('ZADD', KEYS[i], now + claim, ARGV[2])
+  redis.call('EXPIRE', KEYS[i], math.ceil(claim) + 60)
 end
 return 1
+"""
+)
+# KEYS: the pair's cooldown. ARGV: its wait in ms. Answers the ms it has left.
+_COOL_DOWN = """
+local left = redis.call('PTTL', KEYS[1])
+local wait = tonumber(ARGV[1])
+if left < wait then
+  redis.call('SET', KEYS[1], '1', 'PX', wait)
+  left = wait
+end
+return left
 """
 
 
@@ -157,26 +189,42 @@ class Throttle:
         self._take = redis.register_script(_TAKE)
         self._give_back = redis.register_script(_GIVE_BACK)
         self._enter = redis.register_script(_ENTER)
+        self._cool_down = redis.register_script(_COOL_DOWN)
+        self._redis_away = False
+
+    def _away(self, exc: Exception) -> None:
+        if not self._redis_away:
+            log.warning("provider limits unavailable, calls go unthrottled: %s", exc)
+        self._redis_away = True
+
+    def _back(self) -> None:
+        if self._redis_away:
+            log.info("provider limits available again")
+        self._redis_away = False
 
     # -- cooldowns ---------------------------------------------------------------------
 
     async def cooldown_until(self, instance_id: str, model_id: str) -> float | None:
-        """When the pair's cooldown ends (epoch seconds), if one is in force."""
-        value = await self._redis.get(cooldown(instance_id, model_id))
-        if value is None:
+        """When the pair's cooldown ends (epoch seconds, this host's clock), if one is
+        in force (None too while Redis is away)."""
+        try:
+            left_ms = await self._redis.pttl(cooldown(instance_id, model_id))
+        except REDIS_AWAY as exc:
+            self._away(exc)
             return None
-        until = float(value)
-        return until if until > time.time() else None
+        self._back()
+        return _until(left_ms)
 
     async def cool_down(self, instance_id: str, model_id: str, wait_s: float) -> float:
-        """Start (or extend) the pair's cooldown by ``wait_s``; returns when it ends."""
-        until = time.time() + wait_s
-        key = cooldown(instance_id, model_id)
-        current = await self._redis.get(key)
-        if current is not None and float(current) >= until:
-            return float(current)
-        await self._redis.set(key, repr(until), px=max(1, int(wait_s * 1000)))
-        return until
+        """Start the pair's cooldown for ``wait_s``, or keep a longer one in force;
+        returns when it ends (while Redis is away: ``wait_s`` from now, for this call)."""
+        wait_ms = max(1, int(wait_s * 1000))
+        try:
+            left_ms = await self._cool_down(keys=[cooldown(instance_id, model_id)], args=[wait_ms])
+        except REDIS_AWAY as exc:
+            self._away(exc)
+            left_ms = wait_ms
+        return time.time() + int(left_ms) / 1000
 
     async def cooldown_count(self) -> int:
         """How many instance and model pairs are in a cooldown now, cluster-wide."""
@@ -187,9 +235,8 @@ class Throttle:
         found = []
         async for key in self._redis.scan_iter(match=cooldown(instance_id, "*")):
             name = key.decode() if isinstance(key, bytes) else key
-            value = await self._redis.get(name)
-            if value is not None and float(value) > time.time():
-                found.append((name.rsplit(":", 1)[1], float(value)))
+            if (until := _until(await self._redis.pttl(name))) is not None:
+                found.append((name.rsplit(":", 1)[1], until))
         return sorted(found)
 
     # -- limits ------------------------------------------------------------------------
@@ -208,11 +255,16 @@ class Throttle:
                     admission.buckets.append(Bucket(key, rate, max(rate, 1.0), kind))
         self.concurrency(admission, instance_id, model_id, limits)
         if admission.buckets:
-            args: list[Any] = [time.time()]
+            args: list[Any] = []
             for bucket in admission.buckets:
                 args += [bucket.per_second, bucket.capacity, cost[bucket.kind]]
             keys = [b.key for b in admission.buckets]
-            admission.wait_s = float(await self._take(keys=keys, args=args))
+            try:
+                admission.wait_s = float(await self._take(keys=keys, args=args))
+            except REDIS_AWAY as exc:
+                self._away(exc)
+                admission.buckets = []  # nothing taken, nothing to give back
+                return admission
             admission.taken = dict(cost)
         return admission
 
@@ -230,25 +282,37 @@ class Throttle:
         """Take a slot of every concurrency limit that applies, or none (then a wait)."""
         if not admission.in_flight:
             return None
-        now = time.time()
-        args: list[Any] = [now, now + IN_FLIGHT_CLAIM_S, admission.member]
-        args += admission.in_flight_limits
-        if int(await self._enter(keys=admission.in_flight, args=args)):
+        args: list[Any] = [IN_FLIGHT_CLAIM_S, admission.member, *admission.in_flight_limits]
+        try:
+            entered = int(await self._enter(keys=admission.in_flight, args=args))
+        except REDIS_AWAY as exc:
+            self._away(exc)
             return None
-        return Refused(CONCURRENCY_RECHECK_S)
+        return None if entered else Refused(CONCURRENCY_RECHECK_S)
 
     async def settle(self, admission: Admission, used: dict[str, int]) -> None:
         """Give back what the call took but did not use, and its concurrency slot."""
         unused = {kind: max(0, admission.taken.get(kind, 0) - used.get(kind, 0)) for kind in used}
-        await self._return(admission, unused)
-        for key in admission.in_flight:
-            await self._redis.zrem(key, admission.member)
+        try:
+            await self._return(admission, unused)
+        except REDIS_AWAY as exc:  # the buckets refill by themselves
+            self._away(exc)
+        try:  # the slot is freed even when the tokens could not be given back
+            for key in admission.in_flight:
+                await self._redis.zrem(key, admission.member)
+        except REDIS_AWAY as exc:  # the claim lapses by itself
+            self._away(exc)
 
     async def _return(self, admission: Admission, amounts: dict[str, int]) -> None:
         buckets = [b for b in admission.buckets if amounts.get(b.kind)]
         if not buckets:
             return
-        args: list[Any] = [time.time()]
+        args: list[Any] = []
         for bucket in buckets:
             args += [bucket.per_second, bucket.capacity, amounts[bucket.kind]]
         await self._give_back(keys=[b.key for b in buckets], args=args)
+
+
+def _until(left_ms: int) -> float | None:
+    """A cooldown's end on this host's clock, from its time to live (negative: none)."""
+    return time.time() + left_ms / 1000 if left_ms > 0 else None

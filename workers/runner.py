@@ -54,7 +54,6 @@ class WorkerState:
 
     worker_id: str
     active: dict[str, ActiveTurn] = field(default_factory=dict)
-    early_cancels: set[str] = field(default_factory=set)
     retry: RetryPolicy | None = None
     stopping: bool = False  # shutting down: take no new lease
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
@@ -67,9 +66,7 @@ class WorkerState:
 
     def cancel(self, turn_id: str, reason: CancelReason) -> bool:
         active = self.active.get(turn_id)
-        if active is None:
-            if reason is CancelReason.USER:
-                self.early_cancels.add(turn_id)
+        if active is None:  # not running here; a turn about to start reads its flag
             return False
         if active.agent.cancel_reason is None:
             active.agent.cancel_reason = reason
@@ -169,7 +166,8 @@ def _take_and_read(
 def _read_head(session: Session, lease: Lease, known: list[StoredEvent]) -> _Claim:
     turn = head_open_turn(session, lease.thread_id)
     if turn is None or not (
-        turn.status == TurnStatus.RUNNING or runnable(turn.status, turn.not_before)
+        turn.status == TurnStatus.RUNNING
+        or runnable(turn.status, turn.not_before, turn.cancel_requested)
     ):
         return _Claim(lease, None, None)
     if known and known[-1].seq > lease.seq:
@@ -203,8 +201,7 @@ async def _run_turn(
         state.metrics.turn_first_started(turn.created_at)
     running_before_s, began = turn.running_s, time.monotonic()
     agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
-    if turn.id in state.early_cancels or turn.cancel_requested:
-        state.early_cancels.discard(turn.id)
+    if turn.cancel_requested:
         agent.cancel_reason = CancelReason.USER  # the agent ends the turn cancelled at once
     task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")
     state.active[turn.id] = ActiveTurn(agent, task)
@@ -242,7 +239,7 @@ async def _keep_lease(resources: Resources, state: WorkerState, lease: Lease, tu
     while True:
         await asyncio.sleep(settings.lease_renew_s)
         try:
-            await resources.db.run(renew_lease, lease, settings.lease_s)
+            lease.valid_until = await resources.db.run(renew_lease, lease, settings.lease_s)
         except LeaseLost:
             active = state.active.get(turn_id)
             if active is not None:
@@ -250,6 +247,9 @@ async def _keep_lease(resources: Resources, state: WorkerState, lease: Lease, tu
             return
         except BobbinError:
             continue  # database briefly away: the lease still has time
+        except Exception:  # whatever it was, the next renewal tries again
+            log.exception("renewing the lease of turn %s failed", turn_id)
+            continue
         if await resources.db.read(cancel_requested, turn_id):  # in case Redis missed it
             state.cancel(turn_id, CancelReason.USER)
 

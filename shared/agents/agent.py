@@ -21,7 +21,7 @@ from shared.agents.calls import (
     FlowControl,
     ModelCall,
     TurnMustWait,
-    released_on_error,
+    accounted_on_error,
 )
 from shared.agents.conversation import build_conversation
 from shared.agents.recorder import AgentRecorder, Suspension
@@ -33,6 +33,7 @@ from shared.errors import (
     LeaseLost,
     MaxToolRoundsExceeded,
     ProviderError,
+    TurnCancelled,
     TurnNotOpen,
     TurnTimeout,
     WorkingDirectoryUnavailable,
@@ -146,15 +147,18 @@ class Agent:
                 return await self._end(state, Ending.cancelled(usage=self._total_usage(state)))
             await self._start(state)
             budget = self.config.turn_timeout_s - turn.running_s
-            async with asyncio.timeout(max(budget, 0.001)):
-                await self.initialize(turn)
-                return await self._rounds(state)
+            try:
+                async with asyncio.timeout(max(budget, 0.001)):
+                    await self.initialize(turn)
+                    return await self._rounds(state)
+            except TurnMustWait as wait:  # parked inside this try: a cancel meanwhile is handled
+                return await self._park(state, wait)
         except LeaseLost:
             return TurnOutcome.LEASE_LOST
         except TurnNotOpen:  # cancelled on its row before it could start
             return TurnOutcome.CANCELLED
-        except TurnMustWait as wait:
-            return await self._park(state, wait)
+        except TurnCancelled:  # its cancel was accepted while this worker claimed it
+            return await self._end(state, self._cancelled(state))
         except TimeoutError:
             message = f"the turn ran longer than {self.config.turn_timeout_s:g} s"
             return await self._fail(state, TurnTimeout(message))
@@ -167,33 +171,34 @@ class Agent:
             raise
 
     async def _start(self, state: _TurnState) -> None:
+        """Set the turn running; raises TurnCancelled when its cancel came first."""
         turn = state.turn
-        changes: dict[str, Any] = {"status": TurnStatus.RUNNING, "worker_id": self._store.holder}
+        changes: dict[str, Any] = {"worker_id": self._store.holder}
         if turn.not_before is not None or turn.waiting is not None:  # it was parked
             changes |= {"not_before": None, "waiting": None}
         events: list[NewEvent] = []
         if turn.started_at is None:
             target = self.context.provider_target(turn)  # not pinned yet: the configuration's
-            instance_id, model_id = target.instance_id, target.model_id
-            turn.provider_instance_id, turn.model_id = instance_id, model_id
-            turn.started_at = utcnow()
             changes |= {
-                "started_at": turn.started_at,
-                "provider_instance_id": instance_id,
-                "model_id": model_id,
+                "started_at": utcnow(),
+                "provider_instance_id": target.instance_id,
+                "model_id": target.model_id,
             }
-            events = self._opening_events(turn)
+            events = self._opening_events(turn.input, (target.instance_id, target.model_id))
+        await self._store.start(turn.id, events, changes)
+        for column, value in changes.items():
+            setattr(turn, column, value)
         turn.status = TurnStatus.RUNNING
-        await self._store.append(turn.id, events, turn_changes=changes)
 
-    def _opening_events(self, turn: Turn) -> list[NewEvent]:
+    def _opening_events(
+        self, user_input: str, pair: tuple[str | None, str | None]
+    ) -> list[NewEvent]:
         events: list[NewEvent] = []
         history = self.context.events
         if not any(e.type == "system_prompt" for e in history):
             prompt = self.configuration.system_prompt or DEFAULT_SYSTEM_PROMPT
             events.append(NewEvent.of("system_prompt", content=prompt))
         previous = next((e for e in reversed(history) if e.type == "turn_started"), None)
-        pair = (turn.provider_instance_id, turn.model_id)
         if previous is not None:
             before = (previous.data.get("provider_instance_id"), previous.data.get("model_id"))
             if before != pair:
@@ -204,7 +209,7 @@ class Agent:
                         f"to {pair[0]}/{pair[1]}.",
                     )
                 )
-        events.append(NewEvent.of("user_message", content=turn.input))
+        events.append(NewEvent.of("user_message", content=user_input))
         events.append(NewEvent.of("turn_started", provider_instance_id=pair[0], model_id=pair[1]))
         return events
 
@@ -265,11 +270,13 @@ class Agent:
         self._state_event(state, "thinking")
         result, reported = CallResult(), None
         state.streamed = ""
-        async with released_on_error(call):
+        async with accounted_on_error(call, result, state.usage):
             try:
                 async for event in stream_with_retry(self.provider, request, self.config.retry):
+                    result.answered = True
                     if event.type == "text_delta":
-                        state.streamed += event.text
+                        result.text += event.text
+                        state.streamed = result.text
                         self._store.publish(self._ephemeral(state, "agent_token", text=event.text))
                     elif event.type == "tool_call":
                         result.calls.append(event.call)
@@ -279,11 +286,10 @@ class Agent:
                 if not exc.throttled:
                     raise
                 state.provider_attempts += 1
-                await call.release()
+                await call.release((0, 0))  # refused: it cost its request, and nothing else
                 await call.throttled(exc, state.provider_attempts, self.config.retry)
                 return await self._model_round(state)  # the wait was slept in place
             state.provider_attempts = 0
-            result.text = state.streamed
             await call.account(result, reported, state.usage)
         return result.text, result.calls
 
@@ -471,7 +477,9 @@ class Agent:
     async def _on_cancel(self, state: _TurnState) -> None:
         try:
             shutdown = self.cancel_reason == CancelReason.SHUTDOWN
-            if shutdown and await self._store.requeue(state.turn.id, self._running_s(state)):
+            if shutdown and await self._store.requeue(
+                state.turn.id, self._running_s(state), self._total_usage(state)
+            ):
                 return
             await self._end(state, self._cancelled(state))
         except (LeaseLost, TurnNotOpen):

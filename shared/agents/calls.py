@@ -72,6 +72,7 @@ class FlowControl:
 class CallResult:
     text: str = ""
     calls: list[ToolCallRequest] = field(default_factory=list)
+    answered: bool = False  # the provider began its answer: it bills this call
 
 
 @dataclass
@@ -89,13 +90,14 @@ class ModelCall:
     admission: Admission | None = None
     reservation: budgets.Reservation | None = None
     input_estimate: int = 0
+    settled: bool = False  # counted, or given back: once
 
     async def gate(self) -> None:
         """Raises TurnMustWait, BudgetExceeded or ModelPriceUnknown."""
         throttle, model = self.flow.throttle, self.provider.model_id
         until = await throttle.cooldown_until(self.instance_id, model)
-        if until is not None:
-            await _wait_or_park("provider_cooldown", until, until)
+        if until is not None:  # a booked slot waits with the turn
+            await _wait_or_park("provider_cooldown", until, until, self.booking)
             return await self.gate()
         self.input_estimate = self.provider.estimate_tokens(self.request)
         if self.booking is not None:  # taken when the turn was parked for its slot
@@ -147,6 +149,8 @@ class ModelCall:
     ) -> None:
         """Count the call into ``usage`` and settle what ``gate`` took; ``reported`` is the
         server's (input, output) tokens, None when it sent none (Bobbin counts them)."""
+        if self.settled:
+            return
         if reported is None:
             spoken = result.text + "".join(
                 f"{c.name}{json.dumps(c.arguments)}" for c in result.calls
@@ -158,12 +162,19 @@ class ModelCall:
         usage.add(*tokens, cost, estimated=reported is None)
         await self.release(tokens, cost or 0)
 
-    async def release(self, tokens: tuple[int, int] = (0, 0), spent_nanos: int = 0) -> None:
-        """Give back what the call did not use (all of it, when it never ran)."""
+    async def release(self, tokens: tuple[int, int] | None = None, spent_nanos: int = 0) -> None:
+        """Give back what the call did not use: all of it when it was never sent
+        (``tokens`` None), else all but its request and ``tokens``."""
+        self.settled = True
         if self.admission is not None:
-            used = {"requests": 1, "input_tokens": tokens[0], "output_tokens": tokens[1]}
-            with contextlib.suppress(Exception):  # Redis away: the buckets refill anyway
-                await self.flow.throttle.settle(self.admission, used)
+            input_tokens, output_tokens = tokens or (0, 0)
+            requests = 0 if tokens is None else 1
+            used = {
+                "requests": requests,
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+            }
+            await self.flow.throttle.settle(self.admission, used)
             self.admission = None
         if self.reservation is not None:
             await self.flow.db.run(budgets.settle, self.reservation, spent_nanos)
@@ -179,20 +190,31 @@ class ModelCall:
         await _wait_or_park("provider_cooldown", until, until)
 
 
-async def _wait_or_park(reason: str, until: float, due: float) -> None:
+async def _wait_or_park(
+    reason: str, until: float, due: float, booking: dict[str, Any] | None = None
+) -> None:
     """Sleep a wait too short to be worth a park; else raise TurnMustWait."""
     remaining = due - time.time()
     if remaining > SLEEP_IN_PLACE_S:
-        raise TurnMustWait(reason, until, due)
+        raise TurnMustWait(reason, until, due, booking=booking)
     await asyncio.sleep(max(0.0, remaining))
 
 
 @contextlib.asynccontextmanager
-async def released_on_error(call: ModelCall) -> AsyncIterator[None]:
-    """Give back everything the call took when it fails before it could be counted."""
+async def accounted_on_error(
+    call: ModelCall, result: CallResult, usage: Usage
+) -> AsyncIterator[None]:
+    """Settle a call that did not finish. A provider bills what it read and wrote before
+    a cancel, a timeout or an error mid-answer: Bobbin counts that (estimated) into the
+    turn's usage and the budgets. A refusal before any answer (an HTTP error) costs
+    nothing, and the call gives back everything it took."""
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
+        refused = isinstance(exc, ProviderError) and not result.answered
         with contextlib.suppress(Exception):
-            await call.release()
+            if refused:
+                await call.release((0, 0))
+            else:
+                await call.account(result, None, usage)
         raise

@@ -20,7 +20,7 @@ from shared.endings import Ending
 from shared.events import Envelope, NewEvent, StoredEvent
 from shared.models import Approval
 from shared.status import TurnStatus
-from shared.threads import ThreadWriter, requeue_turn, update_turn
+from shared.threads import ThreadWriter, requeue_turn, start_turn, update_turn
 from shared.turns import lock_turn
 
 
@@ -53,6 +53,16 @@ class AgentRecorder:
         rows = await self._writer.append(turn_id, events, turn_changes=turn_changes, also=also)
         self.context.events.extend(rows)
         return rows
+
+    async def start(
+        self, turn_id: str, events: Sequence[NewEvent], changes: dict[str, Any]
+    ) -> None:
+        """Set the turn running, with its opening ``events``; raises TurnCancelled (and
+        writes nothing) when its cancel was accepted first."""
+        rows = await self._writer.append(
+            turn_id, events, also=lambda session: start_turn(session, turn_id, changes)
+        )
+        self.context.events.extend(rows)
 
     async def end_turn(
         self, turn_id: str, ending: Ending, turn_events: Sequence[StoredEvent] | None = None
@@ -93,10 +103,11 @@ class AgentRecorder:
         }
         return await self._writer.transact(_hand_back, turn_id, changes)
 
-    async def requeue(self, turn_id: str, running_s: float) -> bool:
+    async def requeue(self, turn_id: str, running_s: float, usage: dict[str, Any]) -> bool:
         """Hand the turn back to the queue (worker shutdown) and release the lease; False
         (nothing changed) when the turn's cancel was accepted: it must end cancelled."""
-        return await self._writer.transact(_hand_back, turn_id, {"running_s": running_s})
+        changes = {"running_s": running_s, "usage": usage}
+        return await self._writer.transact(_hand_back, turn_id, changes)
 
 
 class Suspension(Enum):

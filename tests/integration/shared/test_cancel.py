@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from shared.agents.agent import CancelReason
+from shared.agents.factory import rehydrate_agent
 from shared.cancel import cancel_turn
 from shared.errors import TurnNotCancellable
+from shared.leases import acquire_lease
 from shared.resources import Resources
+from shared.threads import ThreadWriter
+from shared.turns import agents_needing_kick
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import (
     FAST_RETRY,
     add_agent,
     add_instance,
+    decide_call,
     events_of,
     pending,
     run,
@@ -117,3 +123,61 @@ async def test_shutdown_hands_a_running_turn_back_to_the_queue(
     assert done.status == "completed" and done.output == "done now"
     types = [e.type for e in await events_of(res, agent_id)]
     assert types.count("user_message") == 1 and types.count("turn_started") == 1
+
+
+async def test_a_turn_awaiting_approval_cancelled_while_another_holds_the_agent_still_ends(
+    res: Resources, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """The cancel cannot take the lease (a worker that died holding it): the flagged turn
+    is the agent's runnable head, so once the lease lapses the sweeper kicks the agent,
+    the turn ends cancelled and the message queued behind it runs."""
+    llm.script(Reply(tool_calls=[("bash", {"command": "echo hi"})]))
+    instance = await add_instance(res, llm)
+    agent_id = await add_agent(res, instance, working_directory=str(tmp_path / "w"))
+    turn = await send(res, agent_id, "run it")
+    await run(res, agent_id)
+    behind = await send(res, agent_id, "and then this")
+    assert await res.db.run(acquire_lease, agent_id, "dead-worker", 1.5) is not None
+
+    await cancel_turn(res.db, res.redis, res.sink, turn.id, "api")
+    assert (await turn_of(res, turn.id)).status == "awaiting_approval"  # flagged only
+    await asyncio.sleep(1.6)  # the dead worker's lease lapses
+
+    assert agent_id in await res.db.read(agents_needing_kick, time.time())
+    await run(res, agent_id)
+
+    assert (await turn_of(res, turn.id)).status == "cancelled"
+    assert (await turn_of(res, behind.id)).status == "completed"
+    assert await pending(res, agent_id.rsplit(".", 1)[0]) == []
+
+
+async def test_a_turn_cancelled_while_a_worker_claims_it_runs_nothing(
+    res: Resources, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """A decided turn is queued again; a worker reads it, then its cancel is accepted
+    before the worker sets it running. The start sees the flag: the approved tool does
+    not run, the model is not called, and the turn ends cancelled."""
+    llm.script(Reply(tool_calls=[("file_write", {"path": "late.txt", "content": "x"})]))
+    instance = await add_instance(res, llm)
+    agent_id = await add_agent(res, instance, working_directory=str(tmp_path / "w"))
+    turn = await send(res, agent_id, "write it")
+    await run(res, agent_id)
+    (request,) = await pending(res, agent_id.rsplit(".", 1)[0])
+    await decide_call(res, agent_id, request.tool_call_id, "allow")
+    lease = await res.db.run(acquire_lease, agent_id, "w", 30)
+    assert lease is not None
+    claimed = await turn_of(res, turn.id)  # what the worker's claim read
+    assert claimed.status == "queued" and not claimed.cancel_requested
+    requests_before = len(llm.requests)
+
+    await cancel_turn(res.db, res.redis, res.sink, turn.id, "api")  # the worker holds it
+    agent = await rehydrate_agent(res, ThreadWriter(res.db, lease, res.sink))
+    outcome = await agent.run_turn(claimed)
+
+    assert outcome.value == "cancelled"
+    assert (await turn_of(res, turn.id)).status == "cancelled"
+    assert not (tmp_path / "w" / "late.txt").exists()
+    assert len(llm.requests) == requests_before
+    events = await events_of(res, agent_id)
+    assert [e.type for e in events][-2:] == ["tool_result", "turn_cancelled"]
+    assert events[-2].data["status"] == "aborted"

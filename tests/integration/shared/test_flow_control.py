@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from shared import budgets
+from shared.agents.agent import CancelReason
 from shared.agents.records import AgentRecords
 from shared.errors import BudgetExceeded
 from shared.models import ChatSession, Project, ProviderInstance, Turn
@@ -21,7 +22,9 @@ from shared.resources import Resources
 from shared.throttle import Refused, Throttle
 from tests.conftest import TEST_REDIS_URL
 from tests.fakellm import FakeLLM, Reply
-from tests.helpers import add_agent, add_instance, events_of, run, send, turn_of
+from tests.helpers import FAST_RETRY, add_agent, add_instance, events_of, run, send, turn_of
+from tests.processes import free_port
+from workers.runner import WorkerState, run_kick
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -263,6 +266,22 @@ async def test_limits_hold_across_workers_with_a_bucket_of_one_seconds_share(
     assert in_flight is None and isinstance(crowded, Refused) and freed is None
 
 
+async def test_while_redis_is_away_calls_go_unthrottled_instead_of_failing() -> None:
+    away = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    throttle = Throttle(away)
+    limits = {"requests_per_minute": 60, "max_concurrent_requests": 1}
+    try:
+        assert await throttle.cooldown_until("inst", "m") is None
+        admission = await throttle.book("inst", "m", limits, {"requests": 1})
+        assert admission.wait_s == 0 and admission.buckets == []
+        assert await throttle.enter(admission) is None
+        await throttle.settle(admission, {"requests": 1})
+        until = await throttle.cool_down("inst", "m", 5)
+        assert 4 < until - time.time() <= 5  # this call still waits the provider's wait
+    finally:
+        await away.aclose()
+
+
 async def test_a_turn_over_a_limit_waits_and_then_runs(res: Resources, llm: FakeLLM) -> None:
     instance = await add_instance(res, llm)
     await res.db.run(
@@ -302,6 +321,32 @@ async def test_concurrent_reservations_never_overrun_a_budget(res: Resources) ->
     assert spend is not None and spend.reserved_nanos == 5_000 and spend.spent_nanos == 0
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_reservations_settlements_and_releases_at_once_never_deadlock(
+    res: Resources,
+) -> None:
+    """Calls of one session reserve, settle and are swept at the same time, each touching
+    the session's and the project's spend rows: every one of them commits."""
+    budget = [budgets.Budget("ses_x", 10**12, "total"), budgets.Budget("prj_x", 10**12, "total")]
+
+    async def call(i: int) -> None:
+        for _ in range(5):
+            reservation = await res.db.run(budgets.reserve, budget, 1_000, f"turn-{i}", 60)
+            await res.db.run(budgets.settle, reservation, 400)
+
+    async def sweep() -> None:
+        for _ in range(20):
+            held = await res.db.read(budgets.expired_holds, time.time() + 3600)
+            await res.db.run(budgets.release_holds, held[::-1])  # in whatever order
+
+    await asyncio.gather(*(call(i) for i in range(16)), sweep())
+
+    for scope_id in ("ses_x", "prj_x"):
+        spend = await res.db.read(lambda s, k=scope_id: s.get(budgets.BudgetSpend, (k, "total")))
+        assert spend is not None and spend.reserved_nanos == 0
+        assert spend.spent_nanos == 16 * 5 * 400
+
+
 async def test_a_budget_fails_a_call_settled_spend_would_overrun(
     res: Resources, llm: FakeLLM
 ) -> None:
@@ -326,6 +371,40 @@ async def test_a_budget_fails_a_call_settled_spend_would_overrun(
     assert failed.error["code"] == "budget_exceeded" and failed.error["retryable"] is False
     spent = await res.db.read(budgets.spent_usd, session_id, {"window": "total"})
     assert Decimal(spent or "0") == Decimal("0.09")
+
+
+async def test_a_call_cut_off_by_a_cancel_is_counted_and_settled_against_the_budget(
+    res: Resources, llm: FakeLLM
+) -> None:
+    """The provider bills what it read and streamed before the cancel: Bobbin's estimate of
+    it lands in the turn's usage and the session's spend, never a silent 0."""
+    instance = await add_instance(res, llm, "anthropic")  # priced: $3 / $15 per Mtok
+    agent_id = await add_agent(res, instance)
+    session_id = agent_id.rsplit(".", 1)[0]
+    await res.db.run(
+        lambda s: s.execute(
+            update(ChatSession.__table__).values(budget={"max_cost_usd": "1", "window": "total"})  # type: ignore[attr-defined]
+        )
+    )
+    llm.script(Reply(text=" ".join(f"word{i}" for i in range(200)), token_delay_s=0.02))
+    turn = await send(res, agent_id, "tell me a long story")
+    state = WorkerState(worker_id="w", retry=FAST_RETRY)
+    kick = asyncio.create_task(run_kick(res, state, agent_id))
+    while len(res.sink.of_type("agent_token")) < 20:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+
+    assert state.cancel(turn.id, CancelReason.USER)
+    await kick
+
+    cancelled = await turn_of(res, turn.id)
+    assert cancelled.status == "cancelled" and cancelled.usage is not None
+    assert cancelled.usage["estimated"] is True
+    assert cancelled.usage["input_tokens"] > 0 and cancelled.usage["output_tokens"] > 0
+    spent = Decimal(await res.db.read(budgets.spent_usd, session_id, {"window": "total"}) or "0")
+    assert spent > 0
+    assert spent == Decimal(cancelled.usage["cost_nanos"]) / 10**9
+    spend = await res.db.read(lambda s: s.get(budgets.BudgetSpend, (session_id, "total")))
+    assert spend is not None and spend.reserved_nanos == 0
 
 
 async def test_an_unpriced_model_under_a_budget_fails_model_price_unknown(

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
+from shared.endings import Ending
+from shared.errors import TurnTimeout
 from shared.events import NewEvent
 from shared.leases import acquire_lease, release_lease
 from shared.models import Thread, Turn
 from shared.providers.instances import delete_instance
 from shared.resources import Resources
-from shared.threads import ThreadWriter
+from shared.threads import ThreadWriter, append_events
 from tests.fakellm import FakeLLM, Reply
 from tests.helpers import (
     FAST_RETRY,
@@ -201,3 +206,64 @@ async def test_a_thread_that_already_holds_a_dangling_call_is_answered_not_rewri
     after = await events_of(res, agent_id)
     assert after[: len(before)] == before
     assert not [e for e in after if e.type == "tool_result"]
+
+
+def tool_call_event(call_id: str) -> NewEvent:
+    return NewEvent.of(
+        "tool_call",
+        tool_call_id=call_id,
+        provider_call_id=f"call_{call_id}",
+        tool="file_read",
+        arguments={"path": "x"},
+        round=1,
+    )
+
+
+def tool_result_event(call_id: str) -> NewEvent:
+    return NewEvent.of("tool_result", tool_call_id=call_id, status="completed", content="x")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("in_flight", ["tool_call", "tool_result"])
+async def test_an_ending_reads_the_turn_after_an_append_still_committing(
+    res: Resources, llm: FakeLLM, in_flight: str
+) -> None:
+    """A timeout or a cancel can end a turn while one of its appends is still committing
+    on another connection. The ending must see that append's events: a call it committed
+    gets its aborted result, and a result it committed is not answered a second time."""
+    instance = await add_instance(res, llm, "openai")
+    agent_id = await add_agent(res, instance, "openai")
+    turn = await send(res, agent_id, "hello")
+    lease = await res.db.run(acquire_lease, agent_id, "v", 30)
+    assert lease is not None
+    await res.db.run(
+        lambda s: s.execute(update(Turn).where(Turn.id == turn.id).values(status="running"))
+    )
+    writer = ThreadWriter(res.db, lease, res.sink)
+    call_id = "tc_00000000000000a1"
+    if in_flight == "tool_result":
+        await writer.append(turn.id, [tool_call_event(call_id)])
+    appended = tool_call_event(call_id) if in_flight == "tool_call" else tool_result_event(call_id)
+
+    appending, release = threading.Event(), threading.Event()
+
+    def slow_append() -> None:
+        with Session(res.db.engine) as session, session.begin():
+            append_events(session, writer.lease, turn.id, [appended], writer.published_seq)
+            appending.set()
+            release.wait(10)
+
+    committing = asyncio.create_task(asyncio.to_thread(slow_append))
+    assert await asyncio.to_thread(appending.wait, 10)
+    ending = asyncio.create_task(
+        writer.end_turn(turn.id, Ending.failed(TurnTimeout("the turn ran too long")))
+    )
+    await asyncio.sleep(0.3)  # the ending's transaction is under way
+    release.set()
+    await committing
+    await ending
+
+    events = [e for e in await events_of(res, agent_id) if e.turn_id == turn.id]
+    results = [e.data["status"] for e in events if e.type == "tool_result"]
+    assert results == (["aborted"] if in_flight == "tool_call" else ["completed"])
+    assert events[-1].type == "turn_failed"

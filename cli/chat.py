@@ -16,7 +16,7 @@ import typer
 from cli.api_client import ApiClient, resolve_api_key
 from cli.common import fail, load_settings, one_line_errors
 from cli.conversation import converse
-from cli.providers import ENV_LOCAL, ENV_PREFERENCE
+from cli.environment import ENV_LOCAL, ENV_PREFERENCE
 from shared.providers.catalog import load_catalog
 
 DEV_PROJECT = "dev"

@@ -14,23 +14,18 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
-import redis
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    InterfaceError,
-    NoSuchModuleError,
-    OperationalError,
-)
+from pydantic import ValidationError
 
-from shared.crypto import Cipher
-from shared.db import Database
 from shared.errors import BobbinError
-from shared.resources import open_database
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the database, Redis and crypto layers load only for commands that use them
+    from shared.crypto import Cipher
+    from shared.db import Database
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -81,12 +76,13 @@ def describe(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, BobbinError):
         return exc.message
+    import redis
+    from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+
     if isinstance(exc, NoSuchModuleError | ArgumentError):
         return f"BOBBIN_DATABASE_URL is not a database URL Bobbin can use ({exc})"
     if isinstance(exc, OperationalError | InterfaceError):
-        orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or ["no detail"])[0]
-        return f"the database does not answer: {first}"
+        return database_failure(exc, "the database")
     if isinstance(exc, redis.RedisError):
         return f"Redis does not answer: {exc}"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
@@ -100,12 +96,20 @@ def load_settings() -> Settings:
     """Settings from the environment as it is now (a command is one process start)."""
     try:
         return Settings()
-    except ValueError as exc:
-        fail(f"invalid BOBBIN_* setting: {_one_line(str(exc))}")
+    except ValidationError as exc:  # named by variable, never echoing a value (a secret?)
+        reasons = [
+            f"BOBBIN_{'_'.join(map(str, e['loc'])).upper()}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
+        fail("; ".join(reasons))
 
 
 def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -114,14 +118,22 @@ def safe_url(url: str) -> str:
 
 def open_db(settings: Settings, *, loopback: bool = True) -> tuple[Database, Cipher]:
     """``shared.resources.open_database`` with one-line reasons when the database is down."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from shared.resources import open_database
+
     try:
         return open_database(settings, loopback=loopback)
     except (OperationalError, InterfaceError, OSError) as exc:
-        orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or ["no detail"])[0]
-        fail(
-            f"the database at {safe_url(settings.effective_database_url)} does not answer: {first}"
-        )
+        fail(database_failure(exc, f"the database at {safe_url(settings.effective_database_url)}"))
+
+
+def database_failure(exc: BaseException, which: str) -> str:
+    """Why the database could not be used: it did not answer, or it answered no."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or ["no detail"])[0]
+    answered = any(mark in first for mark in ("FATAL:", "authentication", "permission denied"))
+    return f"{which} {'refused the connection' if answered else 'does not answer'}: {first}"
 
 
 @contextmanager
@@ -136,13 +148,16 @@ def database(settings: Settings, *, loopback: bool = True) -> Iterator[tuple[Dat
 
 def check_redis(settings: Settings, timeout_s: float = 2.0) -> None:
     if not redis_answers(settings.redis_url, timeout_s):
+        port = urlsplit(settings.redis_url).port or 6379
         fail(
             f"Redis does not answer at {safe_url(settings.redis_url)}: start one "
-            "(e.g. `redis-server --port 6379`) or set BOBBIN_REDIS_URL"
+            f"(e.g. `redis-server --port {port}`) or set BOBBIN_REDIS_URL"
         )
 
 
 def redis_answers(url: str, timeout_s: float = 2.0) -> bool:
+    import redis
+
     client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     try:
         return bool(client.ping())

@@ -9,7 +9,9 @@ import typer
 from cli.common import database, load_settings, one_line_errors, print_table
 from shared.apikeys import create_key, list_keys, revoke_key
 
-app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, list and revoke API keys.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.command("create")

@@ -1,21 +1,14 @@
-"""``bobbin providers``: add (or upsert from the environment), list and test provider instances.
-
-Only this module (through ``env_instances``) and ``bobbin dev`` read
-``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY`` and ``BOBBIN_LOCAL_BASE_URL``; the
-instances they make have fixed ids, so running them again updates in place.
-"""
+"""``bobbin providers``: add (or upsert from the environment), list and test provider instances."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import typer
 
 from cli.common import database, fail, load_settings, one_line_errors, print_table
+from cli.environment import InstanceSpec, env_instances
 from shared.crypto import Cipher
 from shared.db import Database
 from shared.errors import ProviderError
@@ -27,36 +20,9 @@ from shared.providers.instances import (
     load_instance_and_credential,
 )
 
-app = typer.Typer(help="Add, list and test LLM provider instances.", no_args_is_help=True)
-
-ENV_ANTHROPIC, ENV_OPENAI, ENV_LOCAL = "env-anthropic", "env-openai", "env-local"
-ENV_PREFERENCE = (ENV_ANTHROPIC, ENV_OPENAI, ENV_LOCAL)
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    """An instance to save; with an ``id`` it is upserted under that id."""
-
-    id: str | None
-    name: str
-    catalog_provider_id: str
-    api_key: str | None = None
-    base_url: str | None = None
-
-
-def env_instances(environ: Mapping[str, str] | None = None) -> list[InstanceSpec]:
-    """The instances the environment describes, in preference order (may be empty)."""
-    env = os.environ if environ is None else environ
-    found = []
-    if key := env.get("ANTHROPIC_API_KEY", "").strip():
-        found.append(InstanceSpec(ENV_ANTHROPIC, "Anthropic (environment)", "anthropic", key))
-    if key := env.get("OPENAI_API_KEY", "").strip():
-        found.append(InstanceSpec(ENV_OPENAI, "OpenAI (environment)", "openai", key))
-    if url := env.get("BOBBIN_LOCAL_BASE_URL", "").strip():
-        found.append(
-            InstanceSpec(ENV_LOCAL, "Local server (environment)", "openai-compatible", None, url)
-        )
-    return found
+app = typer.Typer(
+    help="Add, list and test LLM provider instances.", no_args_is_help=True, add_completion=False
+)
 
 
 def save_instance(db: Database, cipher: Cipher, spec: InstanceSpec) -> InstanceView:

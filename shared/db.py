@@ -46,8 +46,12 @@ def _sqlite_file(url: str) -> str | None:
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     path = _sqlite_file(url)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path is not None and not Path(path).parent.is_dir():
+        # Not made here: a typo in the URL would create directories (as whoever runs this).
+        raise ServiceUnavailable(
+            f"the directory of the SQLite database {path} does not exist: create it, "
+            "or correct BOBBIN_DATABASE_URL"
+        )
     engine = create_engine(url, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -169,6 +173,11 @@ class Database:
             if _is_outage(exc):
                 raise ServiceUnavailable("the database is unavailable; retry shortly") from exc
             raise
+
+    def ping(self) -> None:
+        """Connect once; raises the driver's error, with its reason, when that fails."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         self._executor.shutdown(wait=True)

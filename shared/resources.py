@@ -61,14 +61,19 @@ class Resources:
 
 
 def open_database(settings: Settings, *, loopback: bool = True) -> tuple[Database, Cipher]:
-    """Check the secret key, migrate, check the key's fingerprint; return database and cipher.
+    """Reach the database, check the secret key, migrate, check the key's fingerprint;
+    return database and cipher.
 
-    The key is checked before connecting, so a misconfigured key is reported even
-    while the database is down; the engine is disposed when a step fails.
+    The database first: a wrong URL is the likelier mistake, and whether a key is
+    needed at all depends on which database it is. The engine is disposed when a
+    step fails.
     """
-    key = load_fernet_key(settings, loopback=loopback)
+    if not settings.database_url:  # the default database's directory is Bobbin's own
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     try:
+        db.ping()
+        key = load_fernet_key(settings, loopback=loopback)
         migrate(db)
         db.run_sync(check_fingerprint, key)
     except BaseException:

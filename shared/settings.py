@@ -43,10 +43,15 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _driver_url(cls, url: str) -> str:
-        """Accept plain ``sqlite:///`` and ``postgresql://`` URLs and map them to our drivers."""
+        """Accept ``sqlite:///PATH`` and ``postgresql://`` URLs, mapped to our drivers."""
         if url.startswith(("postgres://", "postgresql://")):
             return "postgresql+psycopg://" + url.split("://", 1)[1]
-        return url
+        if url == "" or url.startswith(("sqlite:///", "postgresql+psycopg://")):
+            return url
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        raise ValueError(
+            f"Bobbin runs on SQLite (sqlite:///PATH) or PostgreSQL (postgresql://...), not {scheme}"
+        )
 
     @property
     def effective_database_url(self) -> str:

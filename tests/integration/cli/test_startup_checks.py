@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,46 @@ def test_dev_without_a_provider_or_the_offline_model_fails_with_one_line(
     line = one_line_error(bobbin("dev", "--port", str(free_port()), "--no-demo"))
 
     assert "ANTHROPIC_API_KEY" in line and "not installed" in line
+
+
+def test_a_database_bobbin_cannot_run_on_is_named_in_one_line(bobbin: Bobbin) -> None:
+    line = one_line_error(bobbin("keys", "list", BOBBIN_DATABASE_URL="mysql://u@localhost/x"))
+
+    assert line == (
+        "error: BOBBIN_DATABASE_URL: Bobbin runs on SQLite (sqlite:///PATH) or "
+        "PostgreSQL (postgresql://...), not mysql"
+    )
+
+
+def test_the_database_is_checked_before_the_secret_key(bobbin: Bobbin) -> None:
+    url = "postgresql://postgres@127.0.0.1:9/nothing"
+
+    line = one_line_error(bobbin("keys", "list", BOBBIN_DATABASE_URL=url, BOBBIN_SECRET_KEY=None))
+
+    assert "does not answer" in line and "127.0.0.1:9" in line
+    assert "SECRET_KEY" not in line
+
+
+def test_a_database_that_answers_no_is_not_said_to_be_silent(bobbin: Bobbin) -> None:
+    url = "postgresql://no_such_role@127.0.0.1:5432/test"
+
+    line = one_line_error(bobbin("keys", "list", BOBBIN_DATABASE_URL=url))
+
+    assert "refused the connection" in line and 'role "no_such_role" does not exist' in line
+
+
+def test_a_sqlite_path_in_a_missing_directory_creates_nothing(
+    bobbin: Bobbin, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no" / "such"
+
+    line = one_line_error(bobbin("keys", "list", BOBBIN_DATABASE_URL=f"sqlite:///{missing}/x.db"))
+
+    assert f"{missing}/x.db does not exist" in line
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_redis_hint_names_the_configured_port(bobbin: Bobbin) -> None:
+    line = one_line_error(bobbin("serve", BOBBIN_REDIS_URL="redis://127.0.0.1:9/0"))
+
+    assert "redis-server --port 9" in line

@@ -2,13 +2,17 @@
 
 Each child runs in its own session, so Ctrl-C in the terminal reaches only
 the parent, which then stops its children in order (worker first, while
-Redis still answers) with SIGTERM, then SIGKILL after a grace period.
+Redis still answers) with SIGTERM, then SIGKILL after a grace period. A
+parent that is killed outright cannot do that: each child also gets SIGTERM
+from the kernel when its parent dies (``setpriv --pdeathsig``, util-linux),
+so no orphan worker goes on taking the queue's kicks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import IO
 
 from cli.common import fail
+
+SETPRIV = shutil.which("setpriv")
 
 
 class Child:
@@ -41,9 +47,10 @@ class Child:
         """Start with a fresh log file (so readiness checks see only this run)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        dies_with_parent = ["setpriv", "--pdeathsig", "TERM", "--"] if SETPRIV else []
         try:
             self.proc = subprocess.Popen(
-                self.command,
+                [*dies_with_parent, *self.command],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,

@@ -13,13 +13,15 @@ API, then every child this command started (worker, offline model, Redis).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import signal
 import sys
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,8 @@ from cli.common import (
     safe_url,
 )
 from cli.conversation import converse
-from cli.providers import InstanceSpec, env_instances, list_models, save_instance
+from cli.environment import InstanceSpec, env_instances
+from cli.providers import list_models, save_instance
 from cli.serve import run_api
 from shared.apikeys import count_active, create_key, verify_key
 from shared.crypto import Cipher
@@ -60,6 +63,8 @@ HOST = "127.0.0.1"
 GREETING = "Hello! Who are you? Please answer in one short sentence."
 WORKER_READY = b" ready."
 ENV_HINT = "set ANTHROPIC_API_KEY, OPENAI_API_KEY or BOBBIN_LOCAL_BASE_URL"
+TOOLS_NEXT_STEP = "What files are in my workspace?"
+OFFLINE_NEXT_STEP = "Tell me a short story about a lighthouse."
 
 
 @dataclass(frozen=True)
@@ -88,17 +93,20 @@ def dev(
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with ExitStack() as children:
+            children.enter_context(hold_data_dir(settings.data_dir))
             sock = bind_socket(HOST, port)
             children.callback(sock.close)
             ensure_redis(settings, children, logs)
             with database(settings, loopback=True) as (db, cipher):
                 key = ensure_dev_key(db, settings)
-                target = choose_target(db, cipher, children, logs)
+                target = choose_target(settings, db, cipher, children, logs)
                 ensure_dev_project(db, target.configuration)
             start_worker(settings, concurrency, children, logs)
             url = f"http://{HOST}:{port}"
             threading.Thread(
-                target=_after_ready, args=(url, key, target, no_demo), daemon=True
+                target=_after_ready,
+                args=(url, key, dev_key_path(settings), target, no_demo),
+                daemon=True,
             ).start()
             say(f"API starting on {url} (Ctrl-C stops everything)")
             run_api(settings, sock, auth=True, loopback=True, log_level="warning")
@@ -111,6 +119,29 @@ def dev(
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+@contextmanager
+def hold_data_dir(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory for this ``bobbin dev`` alone: a second one on it would
+    point ``env-local`` at its own model and write the same logs. The lock (``flock``
+    on ``dev.pid``, which names the holder) dies with the process, however it ends."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "dev.pid", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            fail(
+                f"another `bobbin dev` (PID {holder}) is running on {data_dir.absolute()}: "
+                "stop it first, or give this one its own BOBBIN_DATA_DIR"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def say(line: str) -> None:
@@ -171,7 +202,9 @@ def ensure_dev_key(db: Database, settings: Settings) -> str | None:
 # -- provider ---------------------------------------------------------------------
 
 
-def choose_target(db: Database, cipher: Cipher, children: ExitStack, logs: Path) -> Target:
+def choose_target(
+    settings: Settings, db: Database, cipher: Cipher, children: ExitStack, logs: Path
+) -> Target:
     """Upsert the environment's instances and pick the first; else start the offline model."""
     specs = env_instances()
     for spec in specs:
@@ -187,6 +220,7 @@ def choose_target(db: Database, cipher: Cipher, children: ExitStack, logs: Path)
     children.callback(model.stop)
     took = model.wait_ready()
     offline.register(db, model.base_url)
+    children.callback(_unregister_offline, settings, model.base_url)
     say(f"offline model ready in {took:.1f} s at {model.base_url} ({offline.INSTANCE_ID})")
     say(
         "NOTE: no provider key in the environment, so the OFFLINE tiny model "
@@ -194,6 +228,12 @@ def choose_target(db: Database, cipher: Cipher, children: ExitStack, logs: Path)
         f"for a real model {ENV_HINT} and run `bobbin dev` again."
     )
     return Target(offline.configuration(), offline=True)
+
+
+def _unregister_offline(settings: Settings, base_url: str) -> None:
+    """Leave no ``env-local`` pointing at the model this command is stopping."""
+    with database(settings, loopback=True) as (db, _):
+        offline.unregister(db, base_url)
 
 
 def _model(db: Database, cipher: Cipher, spec: InstanceSpec) -> str:
@@ -249,12 +289,12 @@ def start_worker(settings: Settings, concurrency: int, children: ExitStack, logs
 # -- once the API answers ---------------------------------------------------------
 
 
-def _after_ready(url: str, key: str | None, target: Target, no_demo: bool) -> None:
+def _after_ready(url: str, key: str | None, key_file: Path, target: Target, no_demo: bool) -> None:
     try:
         took = wait_ready(url)
         say(f"API ready in {took:.1f} s")
         agent_id = None if no_demo or key is None else demo(url, key, target)
-        print_next_steps(url, agent_id)
+        print_next_steps(url, agent_id, key_file, target)
     except CommandFailed as exc:
         say(f"demo failed: {exc}")
     except Exception as exc:  # the server keeps running; say why the demo stopped
@@ -289,13 +329,15 @@ def demo(url: str, key: str, target: Target) -> str:
     return agent_id
 
 
-def print_next_steps(url: str, agent_id: str | None) -> None:
+def print_next_steps(url: str, agent_id: str | None, key_file: Path, target: Target) -> None:
     prefix = "" if url == "http://127.0.0.1:8000" else f"BOBBIN_API_URL={url} "
-    target = agent_id or "new"
+    agent = agent_id or "new"
+    # The offline model cannot use tools: ask it for words, not for work on files.
+    ask = OFFLINE_NEXT_STEP if target.offline else TOOLS_NEXT_STEP
     typer.echo(
         f"\nBobbin is running at {url}\n"
-        f'  continue:    {prefix}bobbin chat {target} "your message"\n'
-        f"  web console: {url}/  (it asks for the API key)\n"
+        f'  continue:    {prefix}bobbin chat {agent} "{ask}"\n'
+        f"  web console: {url}/  (it asks for the API key, kept in {key_file})\n"
         f"  API docs:    {url}/docs\n"
         "Ctrl-C stops the API, the worker and whatever bobbin dev started."
     )

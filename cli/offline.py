@@ -21,13 +21,16 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from sqlmodel import Session
 
 from cli.children import Child
 from cli.common import fail, free_port
+from cli.environment import ENV_LOCAL
 from shared.db import Database
-from shared.providers.instances import InstanceView, create_instance
+from shared.models import ProviderInstance
+from shared.providers.instances import InstanceView, create_instance, delete_instance
 
-INSTANCE_ID = "env-local"
+INSTANCE_ID = ENV_LOCAL  # the local server the environment would name, run here
 MODEL_ID = "gemma-3-270m"
 HOST = "127.0.0.1"
 N_CTX = 2048
@@ -136,6 +139,20 @@ def register(db: Database, base_url: str) -> InstanceView:
             upsert=True,
         )
     )
+
+
+def unregister(db: Database, base_url: str) -> bool:
+    """Delete ``env-local`` if it still points at ``base_url`` (a model being stopped);
+    the next ``bobbin dev`` registers it again. True when it was deleted."""
+
+    def delete(s: Session) -> bool:
+        row = s.get(ProviderInstance, INSTANCE_ID)
+        if row is None or row.base_url != base_url:
+            return False
+        delete_instance(s, INSTANCE_ID)
+        return True
+
+    return db.run_sync(delete)
 
 
 def configuration() -> dict[str, str]:

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from cli.common import free_port
+from cli import offline
+from cli.common import database, free_port
+from shared.models import ProviderInstance
 from shared.settings import Settings
 from tests.fakellm import FakeLLM, Reply
 from tests.processes import ROOT, env_for
@@ -62,6 +64,20 @@ def test_dev_shows_a_conversation_then_stops_what_it_started(
     proc = start(["dev", "--port", str(port)], env, log_path, cwd=tmp_path)
     try:
         output = wait_for(log_path, "Bobbin is running at", proc, timeout_s=60)
+        # A second `bobbin dev` on the same data directory (another port) refuses to start.
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "dev", "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=30,
+        )
+        assert second.returncode == 1
+        assert second.stderr.decode().strip().splitlines() == [
+            f"error: another `bobbin dev` (PID {proc.pid}) is running on "
+            f"{settings.data_dir.absolute()}: stop it first, or give this one its own "
+            "BOBBIN_DATA_DIR"
+        ]
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(40)
@@ -87,3 +103,13 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_stopping_the_offline_model_leaves_no_env_local_pointing_at_it(
+    settings: Settings,
+) -> None:
+    with database(settings) as (db, _):
+        offline.register(db, "http://127.0.0.1:9/v1")
+        assert not offline.unregister(db, "http://127.0.0.1:8/v1")  # another model's address
+        assert offline.unregister(db, "http://127.0.0.1:9/v1")
+        assert db.read_sync(lambda s: s.get(ProviderInstance, offline.INSTANCE_ID)) is None

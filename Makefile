@@ -3,7 +3,7 @@
 # The main job: API and one worker on the embedded defaults, with a working conversation.
 dev:
 	@scripts/install.sh offline
-	@scripts/services.sh
+	@scripts/services.sh dev
 	.venv/bin/bobbin dev
 
 # The whole test suite (what CI runs).

@@ -18,6 +18,15 @@ stamp=".venv/.installed-$(echo "$extras" | tr ',' '-')"
 digest="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -U pip
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]"
+  quiet=-q
+  if [[ ",$extras," == *",offline,"* ]] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+    # PyPI has no built llama-cpp-python: pip compiles llama.cpp once (its wheel is cached).
+    echo "[install] building llama.cpp for the offline model: about 12 minutes on 2 cores," \
+      "once (pip keeps the wheel); pip's progress follows" >&2
+    quiet=
+  fi
+  started=$SECONDS
+  .venv/bin/pip install $quiet --disable-pip-version-check -e ".[$extras]"
+  [ -n "$quiet" ] || echo "[install] done in $((SECONDS - started)) s" >&2
   echo "$digest" > "$stamp"
 fi

@@ -14,7 +14,7 @@ stage() {
 }
 
 stage "install" scripts/install.sh test,offline
-stage "services" scripts/services.sh
+stage "services" scripts/services.sh test
 stage "lint and types" bash -c ".venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy shared workers api cli"
 stage "tests on SQLite" .venv/bin/pytest -q -m "not slow"
 stage "tests on PostgreSQL" env BOBBIN_TEST_DB=postgres .venv/bin/pytest -q -m "not slow"

@@ -137,6 +137,9 @@ class TurnWatcher:
     def _on_agent_message(self, data: dict[str, Any]) -> None:
         self.printer.message(str(data.get("content", "")))
 
+    def _on_local_system_message(self, data: dict[str, Any]) -> None:
+        self.printer.note(f"  note: {data.get('content', '')}")
+
     def _on_tool_call(self, data: dict[str, Any]) -> None:
         self.printer.note(f"  → {data.get('tool')} {preview(data.get('arguments', {}))}")
 

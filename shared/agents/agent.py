@@ -314,19 +314,27 @@ class Agent:
         )
 
     async def _note_ignored(self, state: _TurnState, request: ModelRequest) -> None:
-        """Say once per turn which settings this provider cannot send."""
-        ignored = self.provider.ignored(request)
-        if not ignored or state.noted_ignored:
+        """Say once per turn what this model is not sent: settings its provider cannot
+        send, and the tools when it cannot use them (it answers without them)."""
+        if state.noted_ignored:
             return
         state.noted_ignored = True
-        noted = [e for e in self.turn_events(state.turn.id) if e.data.get("ignored_settings")]
-        if noted:
+        ignored = self.provider.ignored(request)
+        no_tools = not self.provider.model.supports_tools and bool(
+            self.config.tool_executor.specs()
+        )
+        if not ignored and not no_tools:
             return
-        names = ", ".join(ignored)
+        if any("ignored_settings" in e.data for e in self.turn_events(state.turn.id)):
+            return  # said before this turn's wait or approval
+        parts = [f"ignores: {', '.join(ignored)}"] if ignored else []
+        if no_tools:
+            parts.append("cannot use tools, so it answers without them")
         note = NewEvent.of(
             "local_system_message",
-            content=f"{self.provider.kind} model {self.provider.model_id} ignores: {names}.",
+            content=f"{self.provider.kind} model {self.provider.model_id} {' and '.join(parts)}.",
             ignored_settings=ignored,
+            tools_unsupported=no_tools,
         )
         await self._store.append(state.turn.id, [note])
 

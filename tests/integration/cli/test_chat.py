@@ -117,3 +117,26 @@ def test_chat_exits_1_with_the_code_when_the_turn_fails(
 
     assert result.exit_code == 1
     assert "turn failed: provider_auth_failed" in result.stdout
+
+
+def test_chat_says_plainly_when_the_agents_model_cannot_use_tools(
+    bobbin: Bobbin, chat: Bobbin, llm: FakeLLM, db: Database, api_url: str
+) -> None:
+    bobbin("providers", "add", "--from-env", BOBBIN_LOCAL_BASE_URL=llm.base_url + "/v1")
+    first = chat("new", "hello")
+    agent_id = first.stdout.split()[1]
+    _, key = db.run_sync(create_key, "patch")
+    patched = httpx.patch(
+        f"{api_url}/v1/agents/{agent_id}",
+        json={"provider_instance_id": "env-local", "model_id": "gemma-3-270m"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert patched.status_code == 200, patched.text
+
+    result = chat(agent_id, "list my files")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: openai-compatible model gemma-3-270m cannot use tools, so it answers without them."
+        in result.stdout
+    )

@@ -121,6 +121,11 @@ async def test_a_model_that_cannot_use_tools_is_sent_none(res: Resources, llm: F
 
     assert (await turn_of(res, turn.id)).status == "completed"
     assert "tools" not in llm.requests[-1].body
+    notes = [e for e in await events_of(res, agent_id) if e.type == "local_system_message"]
+    assert [n.data["content"] for n in notes] == [
+        "openai-compatible model gemma-3-270m cannot use tools, so it answers without them."
+    ]
+    assert notes[0].data["tools_unsupported"] is True
 
 
 # -- usage and cost --------------------------------------------------------------------

@@ -15,7 +15,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import require_api_key, store_bootstrap_key
 from api.errors import install_error_handlers
@@ -101,6 +104,8 @@ def create_app(
         summary="Runs AI agents as queued background jobs.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served below, from the package's assets: /docs works offline
+        redoc_url=None,
     )
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -112,6 +117,18 @@ def create_app(
         v1.include_router(module.router)
     app.include_router(v1)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Bobbin API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
     return app
 
 

@@ -1,7 +1,8 @@
 """The API's request and response shapes (API.md), separate from the table models.
 
 Request bodies refuse unknown fields, so a misspelt field is a 422 rather than
-silently ignored. Timestamps are serialized as ISO-8601 UTC.
+silently ignored. Timestamps are serialized as ISO-8601 UTC. Each body and
+response model carries examples for the OpenAPI documentation (``/docs``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+from pydantic.config import JsonDict
 
 from shared.agents.records import AgentView
 from shared.configuration import Configuration
@@ -63,6 +65,164 @@ InstanceId = Annotated[
 BaseUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://\S+$"), NoNul]
 DirectoryPath = Annotated[str, StringConstraints(min_length=1, max_length=4096), NoNul]
 UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str)]
+
+
+def _examples(*examples: JsonDict) -> ConfigDict:
+    """A ``model_config`` that documents the model with these examples in OpenAPI.
+
+    FastAPI drops null values from the published document, examples' too (fastapi#5559):
+    request examples therefore set no field to null (a PATCH's null would vanish).
+    """
+    return ConfigDict(json_schema_extra={"examples": [*examples]})
+
+
+def _document(model: type[BaseModel], *examples: JsonDict) -> None:
+    """Examples for a model defined outside the API (its schema is read when docs are built)."""
+    model.model_config["json_schema_extra"] = {"examples": [*examples]}
+
+
+# -- values the examples share (ids as the API makes them) ----------------------------
+
+_PROJECT_ID = "prj_3f9c2a7b1d8e4c60"
+_SESSION_ID = "ses_8a41c7e2b95d03f6"
+_COORDINATOR_ID = f"{_SESSION_ID}.1"
+_AGENT_ID = f"{_SESSION_ID}.2"
+_TURN_ID = "turn_5b0e9d2c71a4f836"
+_TOOL_CALL_ID = "tc_9d27e4a1c03b58f2"
+_INSTANCE_ID = "anthropic-prod"
+_CONFIGURATION: JsonDict = {
+    "provider_instance_id": _INSTANCE_ID,
+    "model_id": "claude-sonnet-4-6",
+    "tool_policies": {"bash": "ask", "file_write": "allow"},
+    "system_prompt": "You maintain the billing service. Keep changes small and tested.",
+}
+_PROJECT: JsonDict = {
+    "id": _PROJECT_ID,
+    "name": "billing-service",
+    "working_directory": "/srv/bobbin/workspaces/billing-service",
+    "configuration": _CONFIGURATION,
+    "budget": {"max_cost_usd": "50", "window": "month"},
+    "spent_usd": "3.4172",
+    "created_at": "2025-06-02T08:15:42.118305Z",
+}
+_SESSION: JsonDict = {
+    "id": _SESSION_ID,
+    "project_id": _PROJECT_ID,
+    "name": "fix flaky invoice tests",
+    "configuration": {"model_settings": {"max_output_tokens": 8000, "temperature": 0.2}},
+    "budget": {"max_cost_usd": "5", "window": "total"},
+    "spent_usd": "0.4381",
+    "coordinator_agent_id": _COORDINATOR_ID,
+    "approved_tools": ["url_fetch"],
+    "created_at": "2025-06-03T14:20:55.904211Z",
+}
+_COORDINATOR: JsonDict = {
+    "id": _COORDINATOR_ID,
+    "session_id": _SESSION_ID,
+    "name": "coordinator",
+    "provider_instance_id": _INSTANCE_ID,
+    "model_id": "claude-sonnet-4-6",
+    "status": "running",
+    "overrides": {},
+}
+_AGENT: JsonDict = {
+    "id": _AGENT_ID,
+    "session_id": _SESSION_ID,
+    "name": "reviewer",
+    "provider_instance_id": _INSTANCE_ID,
+    "model_id": "claude-haiku-4-5",
+    "status": "idle",
+    "overrides": {
+        "model_id": "claude-haiku-4-5",
+        "system_prompt": "Review diffs for bugs and missing tests; do not edit files.",
+    },
+}
+_INSTANCE: JsonDict = {
+    "id": _INSTANCE_ID,
+    "name": "Anthropic (production)",
+    "catalog_provider_id": "anthropic",
+    "base_url": "https://api.anthropic.com",
+    "timeout_s": 120.0,
+    "has_credential": True,
+    "models": [],
+    "limits": {"requests_per_minute": 1000, "max_concurrent_requests": 50},
+    "cooldowns": [],
+}
+_LOCAL_MODEL: JsonDict = {
+    "id": "qwen2.5-coder:32b",
+    "context_window": 32768,
+    "supports_tools": True,
+}
+_LOCAL_INSTANCE: JsonDict = {
+    "id": "ollama-gpu1",
+    "name": "Ollama on gpu1",
+    "catalog_provider_id": "openai-compatible",
+    "base_url": "http://gpu1.internal:11434/v1",
+    "timeout_s": 300.0,
+    "has_credential": False,
+    "models": [_LOCAL_MODEL],
+    "limits": {"max_concurrent_requests": 4},
+    "cooldowns": [],
+}
+_COOLDOWN: JsonDict = {"model_id": "claude-sonnet-4-6", "until": "2025-06-03T14:21:37.250000Z"}
+_QUESTION = "Why does test_invoice_totals fail on CI but not locally?"
+_QUEUED_TURN: JsonDict = {
+    "id": _TURN_ID,
+    "agent_id": _COORDINATOR_ID,
+    "session_id": _SESSION_ID,
+    "status": "queued",
+    "input": _QUESTION,
+    "output": None,
+    "attempt": 0,
+    "position": 3,
+    "provider_instance_id": None,
+    "model_id": None,
+    "created_at": "2025-06-03T14:21:07.412583Z",
+    "started_at": None,
+    "finished_at": None,
+}
+_COMPLETED_TURN: JsonDict = _QUEUED_TURN | {
+    "status": "completed",
+    "output": "The test depends on the local timezone: invoice dates are built with "
+    "datetime.now(). I switched them to UTC in tests/test_invoices.py.",
+    "attempt": 1,
+    "provider_instance_id": _INSTANCE_ID,
+    "model_id": "claude-sonnet-4-6",
+    "started_at": "2025-06-03T14:21:07.530912Z",
+    "finished_at": "2025-06-03T14:21:31.084417Z",
+    "usage": {
+        "input_tokens": 1840,
+        "output_tokens": 312,
+        "cost_usd": "0.0102",
+        "estimated": False,
+    },
+}
+_FAILED_TURN: JsonDict = _QUEUED_TURN | {
+    "id": "turn_e04f6a9b2d17c385",
+    "status": "failed",
+    "attempt": 1,
+    "position": 2,
+    "provider_instance_id": _INSTANCE_ID,
+    "model_id": "claude-sonnet-4-6",
+    "input": "Run the test suite and summarise the failures.",
+    "created_at": "2025-06-03T14:20:58.003817Z",
+    "started_at": "2025-06-03T14:20:58.120664Z",
+    "finished_at": "2025-06-03T14:20:59.402118Z",
+    "error": {
+        "code": "provider_auth_failed",
+        "message": "the provider refused the credential (401): check the instance's api_key",
+        "retryable": False,
+    },
+}
+_CANCELLED_TURN: JsonDict = _QUEUED_TURN | {
+    "status": "cancelled",
+    "finished_at": "2025-06-03T14:21:09.771036Z",
+}
+_WAITING_TURN: JsonDict = _QUEUED_TURN | {
+    "attempt": 1,
+    "started_at": "2025-06-03T14:21:07.530912Z",
+    "waiting": {"reason": "provider_cooldown", "until": "2025-06-03T14:21:37Z"},
+}
 
 
 class Body(BaseModel):
@@ -115,6 +275,17 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    model_config = _examples(
+        {"error": {"code": "unauthorized", "message": "the API key is not valid or was revoked"}},
+        {"error": {"code": "invalid_request", "message": "name: Field required"}},
+        {
+            "error": {
+                "code": "session_not_found",
+                "message": f"session '{_SESSION_ID}' does not exist",
+            }
+        },
+    )
+
     error: ErrorDetail
 
 
@@ -122,10 +293,17 @@ class ErrorOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    model_config = _examples({"status": "ok"})
+
     status: str
 
 
 class ReadinessOut(BaseModel):
+    model_config = _examples(
+        {"status": "ok", "checks": {"database": "ok", "redis": "ok"}},
+        {"status": "unavailable", "checks": {"database": "ok", "redis": "unavailable"}},
+    )
+
     status: str
     checks: dict[str, str]
 
@@ -134,6 +312,51 @@ class ReadinessOut(BaseModel):
 
 
 class CatalogOut(ListPage):
+    model_config = _examples(
+        {
+            "providers": [
+                {
+                    "id": "anthropic",
+                    "name": "Anthropic",
+                    "type": "anthropic",
+                    "default_base_url": "https://api.anthropic.com",
+                    "models": [
+                        {
+                            "id": "claude-sonnet-4-6",
+                            "name": "Claude Sonnet 4.6",
+                            "context_window": 200000,
+                            "max_output_tokens": 64000,
+                            "supports_tools": True,
+                            "cost_per_mtok_in": 3.0,
+                            "cost_per_mtok_out": 15.0,
+                            "reasoning": False,
+                        }
+                    ],
+                },
+                {
+                    "id": "openai-compatible",
+                    "name": "OpenAI-compatible server (Ollama, LM Studio, vLLM, llama.cpp, "
+                    "OpenRouter)",
+                    "type": "openai-compatible",
+                    "default_base_url": "http://127.0.0.1:8080/v1",
+                    "models": [
+                        {
+                            "id": "llama3.1",
+                            "name": "Llama 3.1 (Ollama)",
+                            "context_window": 131072,
+                            "max_output_tokens": 8192,
+                            "supports_tools": True,
+                            "cost_per_mtok_in": 0.0,
+                            "cost_per_mtok_out": 0.0,
+                            "reasoning": False,
+                        }
+                    ],
+                },
+            ],
+            "next_cursor": None,
+        }
+    )
+
     providers: list[CatalogProvider]
 
 
@@ -166,6 +389,27 @@ class Limits(LimitValues):
 
 
 class InstanceCreate(Body):
+    model_config = _examples(
+        {
+            "id": _INSTANCE_ID,
+            "name": "Anthropic (production)",
+            "catalog_provider_id": "anthropic",
+            "base_url": "https://api.anthropic.com",
+            "timeout_s": 120.0,
+            "credential": {"api_key": "sk-ant-api03-REPLACE-WITH-YOUR-KEY"},
+            "limits": {"requests_per_minute": 1000, "max_concurrent_requests": 50},
+        },
+        {
+            "id": "ollama-gpu1",
+            "name": "Ollama on gpu1",
+            "catalog_provider_id": "openai-compatible",
+            "base_url": "http://gpu1.internal:11434/v1",
+            "timeout_s": 300.0,
+            "models": [_LOCAL_MODEL],
+            "limits": {"max_concurrent_requests": 4},
+        },
+    )
+
     id: InstanceId | None = None
     name: Name
     catalog_provider_id: Name
@@ -182,6 +426,11 @@ class InstanceCreate(Body):
 
 
 class InstanceUpdate(PatchBody):
+    model_config = _examples(
+        {"credential": {"api_key": "sk-ant-api03-REPLACE-WITH-YOUR-NEW-KEY"}},
+        {"timeout_s": 180.0, "limits": {"requests_per_minute": 500}},
+    )
+
     NOT_NULL = ("name", "catalog_provider_id", "timeout_s", "credential")
 
     name: Name | None = None
@@ -203,14 +452,32 @@ class InstanceUpdate(PatchBody):
 
 
 class InstanceList(ListPage):
+    model_config = _examples(
+        {"provider_instances": [_INSTANCE, _LOCAL_INSTANCE], "next_cursor": None}
+    )
+
     provider_instances: list[InstanceView]
 
 
 class InstanceTestIn(Body):
+    model_config = _examples({"model_id": "claude-haiku-4-5"})
+
     model_id: Name | None = None
 
 
 class InstanceTestOut(BaseModel):
+    model_config = _examples(
+        {"ok": True, "models": ["claude-haiku-4-5", "claude-opus-4-7", "claude-sonnet-4-6"]},
+        {
+            "ok": False,
+            "error": {
+                "code": "provider_unreachable",
+                "message": "cannot reach http://gpu1.internal:11434/v1: connection refused",
+                "retryable": True,
+            },
+        },
+    )
+
     ok: bool
     models: list[str] | None = None
     error: dict[str, Any] | None = None
@@ -227,6 +494,19 @@ class BudgetIn(Body):
 
 
 class ProjectCreate(Body):
+    model_config = _examples(
+        {
+            "name": "billing-service",
+            "working_directory": "/srv/bobbin/workspaces/billing-service",
+            "configuration": _CONFIGURATION,
+            "budget": {"max_cost_usd": "50", "window": "month"},
+        },
+        {
+            "name": "scratch",
+            "configuration": {"provider_instance_id": "ollama-gpu1", "model_id": "llama3.1"},
+        },
+    )
+
     name: Name
     working_directory: DirectoryPath | None = None
     configuration: Configuration | None = None
@@ -234,6 +514,11 @@ class ProjectCreate(Body):
 
 
 class ProjectUpdate(PatchBody):
+    model_config = _examples(
+        {"configuration": {"model_id": "claude-opus-4-7", "tool_policies": {"bash": "deny"}}},
+        {"name": "billing-api", "budget": {"max_cost_usd": "100", "window": "month"}},
+    )
+
     name: Name | None = None
     working_directory: DirectoryPath | None = None
     configuration: Configuration | None = None
@@ -241,6 +526,8 @@ class ProjectUpdate(PatchBody):
 
 
 class ProjectOut(BaseModel):
+    model_config = _examples(_PROJECT)
+
     id: str
     name: str
     working_directory: str | None
@@ -257,22 +544,39 @@ class ProjectOut(BaseModel):
 
 
 class ProjectList(ListPage):
+    model_config = _examples({"projects": [_PROJECT], "next_cursor": None})
+
     projects: list[ProjectOut]
 
 
 class SessionCreate(Body):
+    model_config = _examples(
+        {
+            "name": "fix flaky invoice tests",
+            "configuration": {"model_settings": {"max_output_tokens": 8000, "temperature": 0.2}},
+        },
+        {"name": "nightly triage", "budget": {"max_cost_usd": "2.50", "window": "day"}},
+    )
+
     name: Name
     configuration: Configuration | None = None
     budget: BudgetIn | None = None
 
 
 class SessionUpdate(PatchBody):
+    model_config = _examples(
+        {"name": "fix flaky invoice and tax tests"},
+        {"configuration": {"model_settings": {"temperature": 0}}, "budget": {"max_cost_usd": "10"}},
+    )
+
     name: Name | None = None
     configuration: Configuration | None = None
     budget: BudgetIn | None = None
 
 
 class SessionOut(BaseModel):
+    model_config = _examples(_SESSION)
+
     id: str
     project_id: str
     name: str
@@ -301,6 +605,8 @@ class SessionOut(BaseModel):
 
 
 class SessionList(ListPage):
+    model_config = _examples({"sessions": [_SESSION], "next_cursor": None})
+
     sessions: list[SessionOut]
 
 
@@ -310,11 +616,25 @@ class SessionList(ListPage):
 class AgentCreate(Configuration):
     """An agent's name and the configuration it sets itself (the rest is inherited)."""
 
+    model_config = _examples(
+        {
+            "name": "reviewer",
+            "model_id": "claude-haiku-4-5",
+            "system_prompt": "Review diffs for bugs and missing tests; do not edit files.",
+        },
+        {"name": "local-helper", "provider_instance_id": "ollama-gpu1", "model_id": "llama3.1"},
+    )
+
     name: Name
 
 
 class AgentUpdate(Configuration):
     """Switch provider or model from the next turn on; null drops the agent's own value."""
+
+    model_config = _examples(
+        {"model_id": "claude-opus-4-7", "model_settings": {"reasoning_effort": "high"}},
+        {"name": "strict-reviewer", "tool_policies": {"file_write": "deny", "bash": "deny"}},
+    )
 
     name: Name | None = None
 
@@ -327,6 +647,8 @@ class AgentUpdate(Configuration):
 
 
 class AgentList(ListPage):
+    model_config = _examples({"agents": [_COORDINATOR, _AGENT], "next_cursor": None})
+
     agents: list[AgentView]
 
 
@@ -334,6 +656,8 @@ class AgentList(ListPage):
 
 
 class MessageIn(Body):
+    model_config = _examples({"content": _QUESTION})
+
     content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS), NoNul]
 
 
@@ -360,6 +684,8 @@ class WaitingOut(BaseModel):
 
 
 class TurnOut(BaseModel):
+    model_config = _examples(_COMPLETED_TURN, _FAILED_TURN, _WAITING_TURN)
+
     id: str
     agent_id: str
     session_id: str
@@ -377,8 +703,10 @@ class TurnOut(BaseModel):
     usage: UsageOut | None = None
     waiting: WaitingOut | None = None
 
+    # No return annotation: pydantic would take it (a dict) as the answer's JSON schema,
+    # and OpenAPI would show a bare object instead of the turn's fields.
     @model_serializer(mode="wrap")
-    def _omit_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler):
         """``error``, ``usage`` and ``waiting`` are left out rather than null."""
         data: dict[str, Any] = handler(self)
         for key in ("error", "usage", "waiting"):
@@ -399,14 +727,31 @@ class TurnOut(BaseModel):
 
 
 class TurnAccepted(BaseModel):
+    model_config = _examples({"turn": _QUEUED_TURN}, {"turn": _CANCELLED_TURN})
+
     turn: TurnOut
 
 
 class TurnList(ListPage):
+    model_config = _examples({"turns": [_COMPLETED_TURN, _FAILED_TURN], "next_cursor": "2"})
+
     turns: list[TurnOut]
 
 
 # -- events and approvals -------------------------------------------------------------
+
+
+def _event(seq: int, type_: str, data: JsonDict, time: str) -> JsonDict:
+    """An example event of the coordinator's third turn (other agents' events come between)."""
+    return {
+        "seq": seq,
+        "session_seq": seq + 6,
+        "type": type_,
+        "data": data,
+        "created_at": f"2025-06-03T{time}Z",
+        "turn_id": _TURN_ID,
+        "agent_id": _COORDINATOR_ID,
+    }
 
 
 class EventOut(BaseModel):
@@ -432,6 +777,33 @@ class EventOut(BaseModel):
 
 
 class EventList(BaseModel):
+    model_config = _examples(
+        {
+            "events": [
+                _event(14, "user_message", {"content": _QUESTION}, "14:21:07.561208"),
+                _event(
+                    15,
+                    "turn_started",
+                    {"provider_instance_id": _INSTANCE_ID, "model_id": "claude-sonnet-4-6"},
+                    "14:21:07.561208",
+                ),
+                _event(
+                    16,
+                    "tool_call",
+                    {
+                        "tool_call_id": _TOOL_CALL_ID,
+                        "provider_call_id": "toolu_01A09q90qw90lq917835lq9",
+                        "tool": "bash",
+                        "arguments": {"command": "pytest -q tests/test_invoices.py"},
+                        "round": 1,
+                    },
+                    "14:21:12.930457",
+                ),
+            ],
+            "next_cursor": 16,
+        }
+    )
+
     events: list[EventOut]
     next_cursor: int | None = None
 
@@ -450,14 +822,41 @@ class ApprovalOut(BaseModel):
 
 
 class ApprovalList(ListPage):
+    model_config = _examples(
+        {
+            "approvals": [
+                {
+                    "agent_id": _COORDINATOR_ID,
+                    "turn_id": _TURN_ID,
+                    "tool_call_id": _TOOL_CALL_ID,
+                    "tool": "bash",
+                    "arguments": {"command": "pytest -q tests/test_invoices.py"},
+                    "created_at": "2025-06-03T14:21:12.930457Z",
+                }
+            ],
+            "next_cursor": None,
+        }
+    )
+
     approvals: list[ApprovalOut]
 
 
 class DecisionIn(Body):
+    model_config = _examples({"decision": "allow_once"}, {"decision": "deny"})
+
     decision: Literal["allow_once", "allow_session", "deny"]
 
 
 class DecisionAccepted(BaseModel):
+    model_config = _examples(
+        {"agent_id": _COORDINATOR_ID, "tool_call_id": _TOOL_CALL_ID, "decision": "allow_once"}
+    )
+
     agent_id: str
     tool_call_id: str
     decision: str
+
+
+# Response models defined outside the API: documented here, where the API shows them.
+_document(AgentView, _AGENT, _COORDINATOR)
+_document(InstanceView, _INSTANCE | {"cooldowns": [_COOLDOWN]}, _LOCAL_INSTANCE)

@@ -24,9 +24,9 @@ CHECK_TIMEOUT_S = 3.0
 CONSOLE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Check liveness")
 async def healthz() -> HealthOut:
-    """The process is alive."""
+    """Answers 200 while the process is alive; it checks nothing else (see ``/readyz``)."""
     return HealthOut(status="ok")
 
 
@@ -53,10 +53,15 @@ async def _checks(resources: Resources) -> dict[str, str]:
 
 @router.get(
     "/readyz",
+    response_model=ReadinessOut,  # documentation only: the route answers a JSONResponse
     responses={503: {"model": ReadinessOut, "description": "The database or Redis is down"}},
+    summary="Check readiness",
 )
 async def readyz(resources: ResourcesDep) -> JSONResponse:
-    """200 when the database and Redis answer; otherwise 503 naming which does not."""
+    """200 when the database and Redis answer; otherwise 503 naming which does not.
+
+    A 503 carries ``Retry-After`` and the ``service_unavailable`` error code.
+    """
     checks = await _checks(resources)
     down = [name for name, status in checks.items() if status != "ok"]
     if not down:
@@ -69,9 +74,12 @@ async def readyz(resources: ResourcesDep) -> JSONResponse:
     return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, summary="Get Prometheus metrics")
 async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus text format; Bobbin's metric names start with ``bobbin_``."""
+    """Prometheus text format; Bobbin's metric names start with ``bobbin_``.
+
+    Open without an API key, for scrapers.
+    """
     registry: Metrics = request.app.state.metrics
     return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE)
 

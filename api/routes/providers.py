@@ -30,15 +30,23 @@ from shared.providers.instances import (
 router = APIRouter(tags=["providers"])
 
 
-@router.get("/providers/catalog")
+@router.get("/providers/catalog", summary="List the provider catalog")
 async def get_catalog() -> CatalogOut:
-    """The provider kinds Bobbin speaks and the models it knows for each."""
+    """The provider kinds Bobbin speaks and the models it knows for each, with their prices.
+
+    An ``openai-compatible`` instance may also serve models the catalog does not list.
+    """
     return CatalogOut(providers=load_catalog().providers)
 
 
-@router.post("/provider-instances", status_code=201)
+@router.post("/provider-instances", status_code=201, summary="Create a provider instance")
 async def create_provider_instance(body: InstanceCreate, resources: ResourcesDep) -> InstanceView:
-    """Add an endpoint and (optionally) its credential, which is stored encrypted."""
+    """Add an endpoint and (optionally) its credential, which is stored encrypted and never
+    shown back (the instance says ``has_credential``).
+
+    409 ``already_exists`` when the ``id`` is taken; 422 for an unknown
+    ``catalog_provider_id``.
+    """
     encrypted = resources.cipher.encrypt(body.credential.api_key) if body.credential else None
     models, limits = body.declared()
     return await resources.db.run(
@@ -56,41 +64,58 @@ async def create_provider_instance(body: InstanceCreate, resources: ResourcesDep
     )
 
 
-@router.get("/provider-instances")
+@router.get("/provider-instances", summary="List provider instances")
 async def list_provider_instances(db: DbDep, page: PageDep) -> InstanceList:
+    """Every provider instance, ordered by id; credentials are never shown."""
     rows = await db.read(list_instances, page.cursor, page.fetch)
     rows, next_cursor = page.cut(rows, lambda row: row.id)
     return InstanceList(provider_instances=rows, next_cursor=next_cursor)
 
 
-@router.get("/provider-instances/{instance_id}")
+@router.get("/provider-instances/{instance_id}", summary="Get a provider instance")
 async def get_provider_instance(instance_id: str, resources: ResourcesDep) -> InstanceView:
-    """An instance, with the cooldowns its provider asked for that are in force now."""
+    """An instance, with the cooldowns its provider asked for that are in force now.
+
+    404 ``provider_instance_not_found`` for an unknown id.
+    """
     view = await resources.db.read(get_instance, instance_id)
     cooldowns = await resources.flow.throttle.cooldowns(instance_id)
     view.cooldowns = [{"model_id": model, "until": iso_utc(until)} for model, until in cooldowns]
     return view
 
 
-@router.patch("/provider-instances/{instance_id}")
+@router.patch("/provider-instances/{instance_id}", summary="Update a provider instance")
 async def update_provider_instance(
     instance_id: str, body: InstanceUpdate, resources: ResourcesDep
 ) -> InstanceView:
-    """Change fields; a new ``credential`` replaces the stored one."""
+    """Change fields; omitted ones stay, and a new ``credential`` replaces the stored one.
+
+    404 ``provider_instance_not_found`` for an unknown id.
+    """
     changes = body.changes("name", "catalog_provider_id", "base_url", "timeout_s")
     changes |= body.declared()
     encrypted = resources.cipher.encrypt(body.credential.api_key) if body.credential else None
     return await resources.db.run(update_instance, instance_id, changes, encrypted)
 
 
-@router.delete("/provider-instances/{instance_id}", status_code=204)
+@router.delete(
+    "/provider-instances/{instance_id}", status_code=204, summary="Delete a provider instance"
+)
 async def delete_provider_instance(instance_id: str, db: DbDep) -> Response:
-    """Agents using it keep existing: their next turns fail until they are switched."""
+    """Delete an instance and its credential (204), even while agents use it.
+
+    Agents using it keep existing: their next turns fail with
+    ``provider_instance_not_found`` until they are switched.
+    """
     await db.run(delete_instance, instance_id)
     return Response(status_code=204)
 
 
-@router.post("/provider-instances/{instance_id}/test", response_model_exclude_none=True)
+@router.post(
+    "/provider-instances/{instance_id}/test",
+    response_model_exclude_none=True,
+    summary="Test a provider instance",
+)
 async def test_provider_instance(
     instance_id: str,
     db: DbDep,
@@ -100,6 +125,8 @@ async def test_provider_instance(
     """Really call the endpoint (list its models) with the stored credential.
 
     ``model_id`` (default: the catalog's first model) is the model the provider is made for.
+    A provider failure still answers 200, with ``ok: false`` and the error; an unknown
+    instance answers 404 ``provider_instance_not_found``.
     """
     view = await db.read(get_instance, instance_id)
     model_id = body.model_id if body and body.model_id else _default_model(view)

@@ -21,7 +21,7 @@ POLL_S = 0.1
 WAITING_STATUSES = (TurnStatus.QUEUED, TurnStatus.RUNNING)
 
 
-@router.post("/agents/{agent_id}/messages", status_code=202)
+@router.post("/agents/{agent_id}/messages", status_code=202, summary="Send a message")
 async def send_message(
     agent_id: str,
     body: MessageIn,
@@ -32,11 +32,13 @@ async def send_message(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_NAME_CHARS)
     ] = None,
 ) -> TurnAccepted:
-    """Queue the message as a turn; it is durable once this answers 202.
+    """Queue the message as the agent's next turn (FIFO behind its other turns); it is
+    durable once this answers 202.
 
     The same ``Idempotency-Key`` and body within 24 h answer the original turn;
     the key with another body answers 409 ``idempotency_key_reused``. 429
-    ``agent_queue_full`` past ``BOBBIN_MAX_QUEUED_TURNS`` queued turns.
+    ``agent_queue_full`` past ``BOBBIN_MAX_QUEUED_TURNS`` queued turns; 404
+    ``agent_not_found`` for an unknown agent.
     """
 
     def enqueue(session: Session) -> Turn:
@@ -58,11 +60,15 @@ async def send_message(
     return TurnAccepted(turn=TurnOut.of(turn))
 
 
-@router.get("/turns/{turn_id}")
+@router.get("/turns/{turn_id}", summary="Get a turn")
 async def get(
     turn_id: str, db: DbDep, wait_s: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
 ) -> TurnOut:
-    """A turn; with ``wait_s`` the call waits while it is queued or running."""
+    """A turn: its status, output, usage and, on failure, its error.
+
+    With ``wait_s`` (up to 30) the call waits while the turn is queued or running and
+    answers as soon as it leaves those states. 404 ``turn_not_found`` for an unknown id.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     turn = await db.read(get_turn, turn_id)
@@ -72,20 +78,24 @@ async def get(
     return TurnOut.of(turn)
 
 
-@router.get("/agents/{agent_id}/turns")
+@router.get("/agents/{agent_id}/turns", summary="List an agent's turns")
 async def list_all(agent_id: str, db: DbDep, page: PageDep) -> TurnList:
-    """The agent's turns, newest first."""
+    """The agent's turns, newest first.
+
+    404 ``agent_not_found`` for an unknown agent.
+    """
     rows = await db.read(list_turns, agent_id, page.int_cursor(), page.fetch)
     rows, next_cursor = page.cut(rows, lambda turn: turn.position)
     return TurnList(turns=[TurnOut.of(turn) for turn in rows], next_cursor=next_cursor)
 
 
-@router.post("/turns/{turn_id}/cancel", status_code=202)
+@router.post("/turns/{turn_id}/cancel", status_code=202, summary="Cancel a turn")
 async def cancel(turn_id: str, state: StateDep, kicker: KickerDep) -> TurnAccepted:
     """Cancel a turn; a queued or awaiting one at once, a running one within a second.
 
     202 is a promise: the turn ends ``cancelled`` (its streamed text kept, its
-    open tool calls aborted). 409 ``turn_not_cancellable`` once it has finished.
+    open tool calls aborted). 409 ``turn_not_cancellable`` once it has finished;
+    404 ``turn_not_found`` for an unknown id.
     """
     res = state.resources
     if runnable := await cancel_turn(res.db, res.redis, res.sink, turn_id, state.holder):

@@ -45,9 +45,34 @@
     noticeTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 10000 : 4000);
   }
 
+  function clearNotice() {
+    clearTimeout(noticeTimer);
+    $("#notice").hidden = true;
+  }
+
   function showView(id) {
     for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== id;
     $("#nav").hidden = id === "sign-in-view";
+  }
+
+  // The model's Markdown, as sanitised HTML: marked renders it, DOMPurify keeps only
+  // harmless elements (no script, no handler, no style), so nothing the model writes runs.
+  // Links open in a new tab without the console as their opener.
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+  // Images are dropped too: the console loads nothing a model names.
+  const SANITIZE = {
+    FORBID_TAGS: ["style", "form", "input", "button", "img"],
+    FORBID_ATTR: ["style"],
+    RETURN_DOM_FRAGMENT: true, // sanitised nodes, never re-parsed from a string
+  };
+  function markdown(text) {
+    return h("div", { class: "md" },
+      DOMPurify.sanitize(marked.parse(text, { gfm: true, breaks: true }), SANITIZE));
   }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -55,7 +80,7 @@
   const json = (value) => JSON.stringify(value, null, 2);
   // A turn's usage: its tokens and what they cost ("estimated" when the server sent none).
   function usageText(usage) {
-    if (!usage) return "no usage reported";
+    if (!usage || (usage.input_tokens == null && usage.output_tokens == null)) return "no usage reported";
     const cost = usage.cost_usd == null ? "no price known" : `$${usage.cost_usd}`;
     const counted = usage.estimated ? " (estimated)" : "";
     return `${usage.input_tokens ?? 0} tokens in, ${usage.output_tokens ?? 0} out${counted} · ${cost}`;
@@ -127,6 +152,7 @@
     sessionStorage.setItem(KEY_STORAGE, form.key.value.trim());
     await api("GET", "/v1/projects?limit=1");
     form.reset();
+    clearNotice(); // an earlier refusal no longer stands
     route();
   }));
   $("#sign-out").addEventListener("click", () => signOut());
@@ -193,8 +219,10 @@
       return;
     }
     const sessions = await listAll(`/v1/projects/${enc(projectId)}/sessions`, "sessions");
+    sessions.sort((a, b) => b.created_at.localeCompare(a.created_at)); // newest first
     $("#session-list").replaceChildren(...sessions.map((s) => h("li", {},
-      h("a", { href: `#/sessions/${enc(s.id)}` }, s.name))));
+      h("a", { href: `#/sessions/${enc(s.id)}` }, s.name), " ",
+      h("span", { class: "muted" }, new Date(s.created_at).toLocaleString()))));
   }
 
   async function fillProjectForm() {
@@ -365,7 +393,7 @@
     agent_message: (e) => {
       const bubble = chat.live.get(e.turn_id);
       chat.live.delete(e.turn_id);
-      const item = h("li", { class: "msg agent", dataset: { turn: e.turn_id } }, e.data.content,
+      const item = h("li", { class: "msg agent", dataset: { turn: e.turn_id } }, markdown(e.data.content),
         e.data.partial ? h("span", { class: "tag" }, "partial") : null);
       if (bubble) bubble.replaceWith(item);
       else append(item);

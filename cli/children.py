@@ -5,24 +5,51 @@ the parent, which then stops its children in order (worker first, while
 Redis still answers) with SIGTERM, then SIGKILL after a grace period. A
 parent that is killed outright cannot do that: each child also gets SIGTERM
 from the kernel when its parent dies (``setpriv --pdeathsig``, util-linux),
-so no orphan worker goes on taking the queue's kicks.
+so no orphan worker goes on taking the queue's kicks. setpriv arms that
+signal a moment after the child starts; only a parent killed within that
+moment leaves its child running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 from cli.common import fail
 
-SETPRIV = shutil.which("setpriv")
+
+@functools.cache
+def dies_with_parent() -> list[str]:
+    """The prefix that gives a child SIGTERM when its parent dies; none where setpriv
+    lacks ``--pdeathsig`` (util-linux before 2.33) or is missing."""
+    setpriv = shutil.which("setpriv")
+    prefix = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+    if prefix and subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        prefix = []
+    return prefix
+
+
+# Descriptors every child inherits: the data directory's lock (cli/dev.py), so that
+# it lasts until the last child has exited even when the parent is killed outright.
+_shared_fds: set[int] = set()
+
+
+@contextlib.contextmanager
+def shared_with_children(fd: int) -> Iterator[None]:
+    """Children started inside this block hold ``fd`` open too."""
+    _shared_fds.add(fd)
+    try:
+        yield
+    finally:
+        _shared_fds.discard(fd)
 
 
 class Child:
@@ -47,16 +74,16 @@ class Child:
         """Start with a fresh log file (so readiness checks see only this run)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        dies_with_parent = ["setpriv", "--pdeathsig", "TERM", "--"] if SETPRIV else []
         try:
             self.proc = subprocess.Popen(
-                [*dies_with_parent, *self.command],
+                [*dies_with_parent(), *self.command],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                pass_fds=tuple(_shared_fds),
             )
         except OSError as exc:
             self._log.close()

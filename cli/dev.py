@@ -34,7 +34,7 @@ from sqlmodel import Session, select
 from cli import offline
 from cli.api_client import ApiClient, dev_key_path, write_key_file
 from cli.chat import DEV_PROJECT, new_dev_agent
-from cli.children import Child
+from cli.children import Child, shared_with_children
 from cli.common import (
     CommandFailed,
     bind_socket,
@@ -98,14 +98,14 @@ def dev(
             children.callback(sock.close)
             ensure_redis(settings, children, logs)
             with database(settings, loopback=True) as (db, cipher):
-                key = ensure_dev_key(db, settings)
+                key, key_source = ensure_dev_key(db, settings)
                 target = choose_target(settings, db, cipher, children, logs)
                 ensure_dev_project(db, target.configuration)
             start_worker(settings, concurrency, children, logs)
             url = f"http://{HOST}:{port}"
             threading.Thread(
                 target=_after_ready,
-                args=(url, key, dev_key_path(settings), target, no_demo),
+                args=(url, key, key_source, target, no_demo),
                 daemon=True,
             ).start()
             say(f"API starting on {url} (Ctrl-C stops everything)")
@@ -125,7 +125,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 def hold_data_dir(data_dir: Path) -> Iterator[None]:
     """Hold the data directory for this ``bobbin dev`` alone: a second one on it would
     point ``env-local`` at its own model and write the same logs. The lock (``flock``
-    on ``dev.pid``, which names the holder) dies with the process, however it ends."""
+    on ``dev.pid``, which names the holder) is shared with every child, so it lasts
+    until the last of them has exited, however this process ends."""
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(data_dir / "dev.pid", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -133,15 +134,31 @@ def hold_data_dir(data_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if holder.isdigit() and not _running(int(holder)):
+                fail(
+                    f"the processes of a `bobbin dev` that ended (PID {holder}) are still "
+                    f"stopping on {data_dir.absolute()}: try again in a moment"
+                )
             fail(
                 f"another `bobbin dev` (PID {holder}) is running on {data_dir.absolute()}: "
                 "stop it first, or give this one its own BOBBIN_DATA_DIR"
             )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        with shared_with_children(fd):
+            yield
     finally:
         os.close(fd)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def say(line: str) -> None:
@@ -174,8 +191,9 @@ def ensure_redis(settings: Settings, children: ExitStack, logs: Path) -> None:
 # -- API key ----------------------------------------------------------------------
 
 
-def ensure_dev_key(db: Database, settings: Settings) -> str | None:
-    """The key the demo uses: BOBBIN_API_KEY, the kept dev key, or a new ``dev`` key."""
+def ensure_dev_key(db: Database, settings: Settings) -> tuple[str | None, str]:
+    """The key the demo uses (BOBBIN_API_KEY, the kept dev key, or a new ``dev`` key) and
+    where a user finds it."""
     path = dev_key_path(settings)
     sources = []
     if settings.api_key is not None:
@@ -185,18 +203,18 @@ def ensure_dev_key(db: Database, settings: Settings) -> str | None:
     for source, candidate in sources:
         if candidate and db.read_sync(verify_key, candidate) is not None:
             say(f"API key: the one in {source}")
-            return candidate
+            return candidate, f"the one in {source}"
     if db.read_sync(count_active) > 0:
         say(
             f"API keys exist but none is known here ({path} is missing or revoked): "
             "set BOBBIN_API_KEY to run the demo and `bobbin chat`"
         )
-        return None
+        return None, "one of yours: none is known here"
     row, plaintext = db.run_sync(create_key, "dev")
     write_key_file(path, plaintext)
     say(f"created API key 'dev' ({row.id}), kept in {path} (mode 0600):")
     typer.echo(plaintext)
-    return plaintext
+    return plaintext, f"the one in {path}"
 
 
 # -- provider ---------------------------------------------------------------------
@@ -289,12 +307,12 @@ def start_worker(settings: Settings, concurrency: int, children: ExitStack, logs
 # -- once the API answers ---------------------------------------------------------
 
 
-def _after_ready(url: str, key: str | None, key_file: Path, target: Target, no_demo: bool) -> None:
+def _after_ready(url: str, key: str | None, key_source: str, target: Target, no_demo: bool) -> None:
     try:
         took = wait_ready(url)
         say(f"API ready in {took:.1f} s")
         agent_id = None if no_demo or key is None else demo(url, key, target)
-        print_next_steps(url, agent_id, key_file, target)
+        print_next_steps(url, agent_id, key_source, target)
     except CommandFailed as exc:
         say(f"demo failed: {exc}")
     except Exception as exc:  # the server keeps running; say why the demo stopped
@@ -329,7 +347,7 @@ def demo(url: str, key: str, target: Target) -> str:
     return agent_id
 
 
-def print_next_steps(url: str, agent_id: str | None, key_file: Path, target: Target) -> None:
+def print_next_steps(url: str, agent_id: str | None, key_source: str, target: Target) -> None:
     prefix = "" if url == "http://127.0.0.1:8000" else f"BOBBIN_API_URL={url} "
     agent = agent_id or "new"
     # The offline model cannot use tools: ask it for words, not for work on files.
@@ -337,7 +355,7 @@ def print_next_steps(url: str, agent_id: str | None, key_file: Path, target: Tar
     typer.echo(
         f"\nBobbin is running at {url}\n"
         f'  continue:    {prefix}bobbin chat {agent} "{ask}"\n'
-        f"  web console: {url}/  (it asks for the API key, kept in {key_file})\n"
+        f"  web console: {url}/  (it asks for an API key: {key_source})\n"
         f"  API docs:    {url}/docs\n"
         "Ctrl-C stops the API, the worker and whatever bobbin dev started."
     )

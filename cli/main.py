@@ -9,6 +9,7 @@ a one-line reason (cli/common.py).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any
 
@@ -44,6 +45,14 @@ class LazyCommands(typer.core.TyperGroup):
         single = typer.Typer(add_completion=False)
         single.command(name=cmd_name, help=help_line)(target)
         return typer.main.get_command(single)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # typer suggests a name from the commands it has built, and none is built yet
+        if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+            matches = difflib.get_close_matches(args[0], COMMANDS)
+            hint = f" Did you mean {', '.join(map(repr, matches))}?" if matches else ""
+            ctx.fail(f"No such command {args[0]!r}.{hint}")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         with formatter.section("Commands"):

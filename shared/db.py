@@ -38,14 +38,16 @@ SQLITE_PRAGMAS = (
 )
 
 
-def _sqlite_file(url: str) -> str | None:
-    """The database file of a SQLite URL; None for an in-memory database."""
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory or another database."""
+    if not url.startswith("sqlite:///"):
+        return None
     path = url.split("sqlite:///", 1)[1]
     return path if path and path != ":memory:" else None
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if path is not None and not Path(path).parent.is_dir():
         # Not made here: a typo in the URL would create directories (as whoever runs this).
         raise ServiceUnavailable(
@@ -114,7 +116,7 @@ class Database:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
             threads = pool_threads or 1
-            path = _sqlite_file(url)
+            path = sqlite_file(url)
             if path is not None:
                 self._writers = _WriterQueue(path)
         else:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from shared.agents.calls import FlowControl
 from shared.bus import RedisSink
 from shared.crypto import Cipher, check_fingerprint, load_fernet_key
-from shared.db import Database
+from shared.db import Database, sqlite_file
 from shared.http import HttpPools
 from shared.migrate import migrate
 from shared.outbound import AddressPolicy
@@ -68,8 +69,7 @@ def open_database(settings: Settings, *, loopback: bool = True) -> tuple[Databas
     needed at all depends on which database it is. The engine is disposed when a
     step fails.
     """
-    if not settings.database_url:  # the default database's directory is Bobbin's own
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _make_data_dir(settings)
     db = Database(settings.effective_database_url)
     try:
         db.ping()
@@ -80,6 +80,14 @@ def open_database(settings: Settings, *, loopback: bool = True) -> tuple[Databas
         db.dispose()
         raise
     return db, Cipher(key)
+
+
+def _make_data_dir(settings: Settings) -> None:
+    """The data directory is Bobbin's own: made when the SQLite file lives in it.
+    Any other directory a URL names is never made (a typo would create it)."""
+    path = sqlite_file(settings.effective_database_url)
+    if path is not None and Path(path).parent.resolve() == settings.data_dir.resolve():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
 async def open_resources(

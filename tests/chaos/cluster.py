@@ -215,6 +215,7 @@ class Cluster:
             database_url = fresh_pg_database()
         else:
             database_url = f"sqlite:///{data_dir / 'bobbin.db'}"
+            data_dir.mkdir(exist_ok=True)
             db = Database(database_url)
             migrate(db)
             db.dispose()

@@ -155,6 +155,20 @@ def test_a_sqlite_path_in_a_missing_directory_creates_nothing(
     assert not (tmp_path / "no").exists()
 
 
+def test_a_sqlite_file_named_in_the_data_directory_gets_its_directory_made(
+    bobbin: Bobbin, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"  # what a deployment names explicitly: its own data dir
+
+    result = bobbin(
+        "keys", "list",
+        BOBBIN_DATA_DIR=str(data_dir), BOBBIN_DATABASE_URL=f"sqlite:///{data_dir}/bobbin.db",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert (data_dir / "bobbin.db").is_file()
+
+
 def test_the_redis_hint_names_the_configured_port(bobbin: Bobbin) -> None:
     line = one_line_error(bobbin("serve", BOBBIN_REDIS_URL="redis://127.0.0.1:9/0"))
 

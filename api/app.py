@@ -15,10 +15,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from fastapi_offline import FastAPIOffline
 
 from api.auth import require_api_key, store_bootstrap_key
 from api.errors import install_error_handlers
@@ -40,9 +38,26 @@ KEEPALIVE_S = 15.0
 # which such a client cannot read; h11 ends a 1.0 stream by closing the connection.
 HTTP_IMPLEMENTATION = "h11"
 STATIC_DIR = Path(__file__).resolve().parent / "static"  # the web console
+
+
+def _error(description: str, code: str, message: str) -> dict[str, object]:
+    example = {"error": {"code": code, "message": message}}
+    return {
+        "model": ErrorOut,
+        "description": description,
+        "content": {"application/json": {"example": example}},
+    }
+
+
+# The answers any /v1 route may give besides its own (each route's description names the rest).
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorOut, "description": "No valid API key"},
-    422: {"model": ErrorOut, "description": "The request is not valid"},
+    401: _error("No valid API key", "unauthorized", "the API key is not valid or was revoked"),
+    422: _error("The request is not valid", "invalid_request", "name: Field required"),
+    503: _error(
+        "The database or Redis is down (with Retry-After)",
+        "service_unavailable",
+        "the database is unavailable; retry shortly",
+    ),
 }
 
 
@@ -99,12 +114,14 @@ def create_app(
             stack.push_async_callback(_stop, refresher, stop_refresh)
             yield
 
-    app = FastAPI(
+    # /docs from the package's own assets: it works offline. No /redoc: its page fetches
+    # a logo from a CDN.
+    app = FastAPIOffline(
         title="Bobbin",
         summary="Runs AI agents as queued background jobs.",
         version="1",
         lifespan=lifespan,
-        docs_url=None,  # served below, from the package's assets: /docs works offline
+        static_url="/docs/assets",
         redoc_url=None,
     )
     app.state.metrics = metrics
@@ -117,18 +134,6 @@ def create_app(
         v1.include_router(module.router)
     app.include_router(v1)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Bobbin API",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
-        )
-
     return app
 
 

@@ -276,8 +276,6 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     model_config = _examples(
-        {"error": {"code": "unauthorized", "message": "the API key is not valid or was revoked"}},
-        {"error": {"code": "invalid_request", "message": "name: Field required"}},
         {
             "error": {
                 "code": "session_not_found",
@@ -299,13 +297,22 @@ class HealthOut(BaseModel):
 
 
 class ReadinessOut(BaseModel):
-    model_config = _examples(
-        {"status": "ok", "checks": {"database": "ok", "redis": "ok"}},
-        {"status": "unavailable", "checks": {"database": "ok", "redis": "unavailable"}},
-    )
+    model_config = _examples({"status": "ok", "checks": {"database": "ok", "redis": "ok"}})
 
     status: str
     checks: dict[str, str]
+
+
+class UnreadyOut(ReadinessOut):
+    model_config = _examples(
+        {
+            "status": "unavailable",
+            "checks": {"database": "ok", "redis": "unavailable"},
+            "error": {"code": "service_unavailable", "message": "unavailable: redis"},
+        }
+    )
+
+    error: ErrorDetail
 
 
 # -- providers ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from api.deps import ResourcesDep
 from api.errors import RETRY_AFTER_S
 from api.metrics import CONTENT_TYPE, Metrics
-from api.schemas import HealthOut, ReadinessOut
+from api.schemas import ErrorDetail, HealthOut, ReadinessOut, UnreadyOut
 from shared.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def _checks(resources: Resources) -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=ReadinessOut,  # documentation only: the route answers a JSONResponse
-    responses={503: {"model": ReadinessOut, "description": "The database or Redis is down"}},
+    responses={503: {"model": UnreadyOut, "description": "The database or Redis is down"}},
     summary="Check readiness",
 )
 async def readyz(resources: ResourcesDep) -> JSONResponse:
@@ -66,12 +66,12 @@ async def readyz(resources: ResourcesDep) -> JSONResponse:
     down = [name for name, status in checks.items() if status != "ok"]
     if not down:
         return JSONResponse(ReadinessOut(status="ok", checks=checks).model_dump())
-    body = {
-        "status": "unavailable",
-        "checks": checks,
-        "error": {"code": "service_unavailable", "message": f"unavailable: {', '.join(down)}"},
-    }
-    return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+    body = UnreadyOut(
+        status="unavailable",
+        checks=checks,
+        error=ErrorDetail(code="service_unavailable", message=f"unavailable: {', '.join(down)}"),
+    )
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_S})
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Get Prometheus metrics")

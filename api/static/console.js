@@ -55,19 +55,21 @@
     $("#nav").hidden = id === "sign-in-view";
   }
 
-  // The model's Markdown, as sanitised HTML: marked renders it, DOMPurify keeps only
-  // harmless elements (no script, no handler, no style), so nothing the model writes runs.
-  // Links open in a new tab without the console as their opener.
+  // The model's Markdown, as sanitised HTML: marked renders it, DOMPurify keeps only the
+  // elements Markdown makes and a few plain attributes. No script, handler, style, image,
+  // SVG or form; no id, name or class, so an answer can neither clobber the console's own
+  // elements nor dress up as its notices. Links open in a new tab without an opener.
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-    if (node.tagName === "A") {
+    if (node.nodeName.toLowerCase() === "a") {
       node.setAttribute("target", "_blank");
       node.setAttribute("rel", "noopener noreferrer");
     }
   });
-  // Images are dropped too: the console loads nothing a model names.
   const SANITIZE = {
-    FORBID_TAGS: ["style", "form", "input", "button", "img"],
-    FORBID_ATTR: ["style"],
+    ALLOWED_TAGS: ["p", "br", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol",
+      "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr",
+      "th", "td"],
+    ALLOWED_ATTR: ["href", "title", "start", "align"],
     RETURN_DOM_FRAGMENT: true, // sanitised nodes, never re-parsed from a string
   };
   function markdown(text) {
@@ -277,6 +279,7 @@
       if (this.controller) this.controller.abort();
       this.controller = null;
       this.agentId = null;
+      $("#events").replaceChildren();
     },
 
     async open(sessionId, agentId) {

@@ -212,7 +212,10 @@ def test_console_renders_answers_safely_and_states_plainly(
         expect(page.locator("#stream-state")).to_have_text("live")
         answer = (
             "Here is **bold** text and `inline code`.\n\n```python\nprint('hi')\n```\n\n"
-            '<img src="x" onerror="window.pwned = 1"><script>window.pwned = 2</script>'
+            '<img src="x" onerror="window.pwned = 1"><script>window.pwned = 2</script>\n\n'
+            '<ol id="turns"><li>clobber</li></ol><p class="note error">spoof</p>\n\n'
+            '<svg><a href="https://example.com/svg"><text>svg link</text></a></svg>\n\n'
+            "[a link](https://example.com/md) and [js](javascript:window.pwned=3)"
         )
         llm.script(Reply(text=answer, omit_usage=True), match="render")
         page.get_by_label("Message").fill("render this")
@@ -223,6 +226,12 @@ def test_console_renders_answers_safely_and_states_plainly(
         expect(message.locator(":not(pre) > code")).to_have_text("inline code")
         assert message.locator("script").count() == 0
         assert message.locator("[onerror]").count() == 0
+        assert message.locator("[id], .md [class], svg, img").count() == 0
+        assert page.locator("#turns").evaluate("el => el.tagName") == "UL"  # not the answer's
+        link = message.get_by_role("link", name="a link")
+        assert link.get_attribute("target") == "_blank"
+        assert link.get_attribute("rel") == "noopener noreferrer"
+        assert not message.locator("a[href^='javascript']").count()
         assert page.evaluate("window.pwned") is None
         completed = page.locator(".note.ok").last
         expect(completed).to_contain_text("(estimated)")
@@ -250,3 +259,21 @@ def test_console_renders_answers_safely_and_states_plainly(
         if not (expected[0] in e or (expected[1] in e and e.endswith("purify.min.js")))
     ]
     assert not unexpected, console_errors
+
+
+def test_api_docs_render_every_operation_offline(page: Any, api_server: ApiProcess) -> None:
+    """Swagger UI, from the package's assets, shows each operation of the schema."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    schema = httpx.get(api_server.url + "/openapi.json").json()
+    operations = [op for methods in schema["paths"].values() for op in methods.values()]
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(api_server.url + "/docs")
+    expect(page.locator(".opblock")).to_have_count(len(operations))
+    expect(page.get_by_text("Create an agent", exact=True)).to_be_visible()
+    assert all(url.startswith(api_server.url) or url.startswith("data:") for url in requested), [
+        url for url in requested if not url.startswith(api_server.url)
+    ]

@@ -1,4 +1,4 @@
-"""``/docs`` works without the network: Swagger UI's assets come from the package."""
+"""``/docs`` works without the network: Swagger UI's assets come from a package."""
 
 from __future__ import annotations
 
@@ -17,4 +17,3 @@ async def test_docs_load_only_assets_the_api_serves_itself(api: Api) -> None:
         asset = await api.client.get(url)
         assert asset.status_code == 200, url
         assert len(asset.content) > 100, url
-    assert "SwaggerUIBundle" in (await api.client.get("/docs/assets/swagger-ui-bundle.js")).text

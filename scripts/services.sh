@@ -21,8 +21,10 @@ ensure_redis_installed() {
       || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }
     return 0
   fi
+  local otherwise="or point BOBBIN_REDIS_URL at one"
+  [ "$mode" = dev ] || otherwise="the tests run their own on 127.0.0.1:6379"
   say "Redis is not installed: install it (Debian/Ubuntu: sudo apt-get install redis-server;" \
-    "macOS: brew install redis), or point BOBBIN_REDIS_URL at one"
+    "macOS: brew install redis); $otherwise"
   exit 1
 }
 

@@ -21,7 +21,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   quiet=-q
   if [[ ",$extras," == *",offline,"* ]] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     # PyPI has no built llama-cpp-python: pip compiles llama.cpp once (its wheel is cached).
-    echo "[install] building llama.cpp for the offline model: about 12 minutes on 2 cores," \
+    echo "[install] building llama.cpp for the offline model: 4 to 12 minutes on 2 cores," \
       "once (pip keeps the wheel); pip's progress follows" >&2
     quiet=
   fi

@@ -156,8 +156,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's process: running all the same
+        pass
     return True
 
 
@@ -202,8 +202,9 @@ def ensure_dev_key(db: Database, settings: Settings) -> tuple[str | None, str]:
         sources.append((str(path), path.read_text().strip()))
     for source, candidate in sources:
         if candidate and db.read_sync(verify_key, candidate) is not None:
-            say(f"API key: the one in {source}")
-            return candidate, f"the one in {source}"
+            where = f"the one in {source}"
+            say(f"API key: {where}")
+            return candidate, where
     if db.read_sync(count_active) > 0:
         say(
             f"API keys exist but none is known here ({path} is missing or revoked): "

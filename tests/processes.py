@@ -69,6 +69,9 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
+                # Celery logs every thread's stack on SIGUSR1: the log says where it hung.
+                self.proc.send_signal(signal.SIGUSR1)
+                time.sleep(1)
                 self.kill()
         return self.proc.returncode
 

@@ -36,7 +36,7 @@ async def test_sigterm_lets_a_running_turn_finish_then_exits(make_cluster: MakeC
         done = await wait_turn(client, turn["id"], timeout_s=5)
 
     print(f"figure: SIGTERM with a short turn: exit {code} after {took_s:.1f} s")
-    assert code == 0 and took_s < 10, (code, took_s)
+    assert code == 0 and took_s < 10, (code, took_s, worker.output[-6000:])
     assert done["status"] == "completed" and done["attempt"] == 0
     assert done["output"] == " ".join(["word"] * 20)
 
@@ -69,7 +69,7 @@ async def test_sigterm_hands_long_turns_back_for_another_worker_to_finish(
         f"figure: SIGTERM with 3 long turns: exit {code} after {took_s:.1f} s; "
         f"finished elsewhere in {finish_s:.1f} s"
     )
-    assert code == 0 and took_s < 4 + EXIT_SLACK_S, (code, took_s)
+    assert code == 0 and took_s < 4 + EXIT_SLACK_S, (code, took_s, worker.output[-6000:])
     assert [t.status for t in handed_back] == ["queued"] * 3
     assert [t.attempt for t in handed_back] == [0, 0, 0]  # handed back, not lost
     assert leases == [None, None, None]

@@ -188,8 +188,12 @@ def start_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> None:
 
 
 def requeue_turn(session: Session, turn_id: str, changes: dict[str, Any]) -> bool:
-    """Hand a started turn back to the queue; False (and unchanged) when it was cancelled."""
-    return _change_unless_cancelled(session, turn_id, {"status": TurnStatus.QUEUED, **changes})
+    """Hand a turn back to the queue; False (and unchanged) when its cancel was accepted.
+    A turn whose start never committed (the worker stopped first) is queued already."""
+    if _change_unless_cancelled(session, turn_id, {"status": TurnStatus.QUEUED, **changes}):
+        return True
+    row = _TURN_FLAG.execute(session, {"turn_id": turn_id}).first()  # open: it exists
+    return row is not None and row[0] == TurnStatus.QUEUED and not row[1]
 
 
 def end_turn_row(

@@ -40,6 +40,7 @@ from workers.metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 # Events a worker keeps between an agent's turns (~60 MB of typical events).
 CACHED_EVENTS = 100_000
+RECANCEL_S = 0.5  # how soon a cancel the agent has not seen is delivered again
 
 
 @dataclass
@@ -70,7 +71,7 @@ class WorkerState:
             return False
         if active.agent.cancel_reason is None:
             active.agent.cancel_reason = reason
-            active.task.cancel()
+            _cancel_until_seen(active)
         return True
 
     def cancel_all(self, reason: CancelReason) -> None:
@@ -78,6 +79,19 @@ class WorkerState:
             self.stopping = True
         for turn_id in list(self.active):
             self.cancel(turn_id, reason)
+
+
+def _cancel_until_seen(active: ActiveTurn) -> None:
+    """Cancel the turn's task, again every ``RECANCEL_S`` until the agent has seen it.
+
+    asyncio delivers a cancel once, and the HTTP client's stack can swallow it
+    (seen while a request was being set up: the turn then waited for the model's
+    whole answer). Once the agent handles its cancel it is left to finish that.
+    """
+    if active.task.done() or active.agent.cancel_seen:
+        return
+    active.task.cancel()
+    asyncio.get_running_loop().call_later(RECANCEL_S, _cancel_until_seen, active)
 
 
 async def run_kick(resources: Resources, state: WorkerState, agent_id: str) -> None:
@@ -197,10 +211,15 @@ async def _run_turn(
     if lost and not await _recover_lost_attempt(resources, writer, turn):
         state.metrics.turn_ran(TurnStatus.FAILED, None)  # its running time died with its worker
         return
+    agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
+    if state.stopping:
+        # The hand-back came while this turn was being claimed, so it did not see it: it
+        # stays queued for another worker (the lease is released by the caller). Checked
+        # with no await before the turn is registered, where the hand-back would see it.
+        return
     if turn.started_at is None:
         state.metrics.turn_first_started(turn.created_at)
     running_before_s, began = turn.running_s, time.monotonic()
-    agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
     if turn.cancel_requested:
         agent.cancel_reason = CancelReason.USER  # the agent ends the turn cancelled at once
     task = asyncio.create_task(agent.run_turn(turn), name=f"turn-{turn.id}")

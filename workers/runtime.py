@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import logging
 import os
 import socket
@@ -42,6 +43,7 @@ T = TypeVar("T")
 # turn's objects: 0.21 s of a 5 s round of benchmark 3, 0.07 s with these.
 GC_THRESHOLDS = (20_000, 20, 20)
 WAKE_MARGIN_S = 0.05
+STUCK_REPORT_S = 2.0  # a handed-back turn still running this long after is logged with its stack
 
 
 class WorkerRuntime:
@@ -159,16 +161,25 @@ class WorkerRuntime:
 
     def _hand_back(self) -> None:
         agents = [active.agent.thread_id for active in self.state.active.values()]
+        # Even with nothing running: a kick claiming a turn now must not start it.
+        self.state.cancel_all(CancelReason.SHUTDOWN)
         if not agents:
             return
         log.warning("shutdown grace over: returning %d turns to the queue", len(agents))
-        self.state.cancel_all(CancelReason.SHUTDOWN)
         task = asyncio.ensure_future(self._kick_later(agents))
         self._background.append(task)
 
     async def _kick_later(self, agents: list[str]) -> None:
+        handed_back, reported = time.monotonic(), False
         while self.state.active:
             await asyncio.sleep(0.05)
+            if not reported and time.monotonic() - handed_back >= STUCK_REPORT_S:
+                reported = True  # Celery waits for these turns to stop: say where they are
+                for turn_id, active in self.state.active.items():
+                    log.warning(
+                        "turn %s has not stopped %.0f s after its hand-back:\n%s",
+                        turn_id, STUCK_REPORT_S, _stack(active.task),
+                    )  # fmt: skip
         for agent_id in agents:
             await self.kicks.rekick(agent_id)  # regardless of any marker
 
@@ -191,6 +202,12 @@ class WorkerRuntime:
         if self._stop_metrics is not None:
             self._stop_metrics()
         self.kicks.close(celery=False)  # the app is the worker's own: Celery closes it
+
+
+def _stack(task: asyncio.Task[Any]) -> str:
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
 
 
 def _report_isolation(resources: Resources) -> None:

@@ -108,6 +108,7 @@ class Agent:
         self.context = config.recorder.context
         self._provider: Provider | None = None
         self.cancel_reason: CancelReason | None = None
+        self.cancel_seen = False  # a CancelledError reached run_turn: its handling has begun
         self.parked_until: float | None = None
 
     @property
@@ -165,6 +166,7 @@ class Agent:
         except BobbinError as exc:
             return await self._fail(state, exc)
         except asyncio.CancelledError:
+            self.cancel_seen = True
             if self.cancel_reason is None:
                 raise
             await asyncio.shield(self._on_cancel(state))

@@ -125,6 +125,36 @@ async def test_shutdown_hands_a_running_turn_back_to_the_queue(
     assert types.count("user_message") == 1 and types.count("turn_started") == 1
 
 
+async def test_a_shutdown_landing_while_a_kick_claims_leaves_the_turn_queued(
+    res: Resources, llm: FakeLLM
+) -> None:
+    """A worker's shutdown landing anywhere in a turn's claim, rehydration or start
+    leaves the turn queued for another worker, at once: not started after the hand-back
+    (the worker would wait for its whole answer), not run on by a cancel the HTTP client
+    swallowed, not ended cancelled because its start had not committed. Raced at delays
+    across those steps."""
+    llm.script(Reply(text="too late", latency_s=60), times=None)
+    instance = await add_instance(res, llm)
+    started_anyway = []
+    for attempt in range(40):
+        agent_id = await add_agent(res, instance)
+        turn = await send(res, agent_id, "hello")
+        state = WorkerState(worker_id=f"w{attempt}", retry=FAST_RETRY)
+        kick = asyncio.create_task(run_kick(res, state, agent_id))
+        await asyncio.sleep(attempt * 0.0005)  # 0 to 20 ms: before, in and after the claim
+        state.cancel_all(CancelReason.SHUTDOWN)
+        try:
+            await asyncio.wait_for(kick, 5)
+        except TimeoutError:
+            started_anyway.append(attempt)
+            continue
+        row = await turn_of(res, turn.id)
+        assert row.status == "queued" and row.attempt == 0, (attempt, row.status, row.error)
+        assert await res.db.run(acquire_lease, agent_id, "next-worker", 5) is not None
+
+    assert not started_anyway, f"the turn ran on after the shutdown at delays {started_anyway}"
+
+
 async def test_a_turn_awaiting_approval_cancelled_while_another_holds_the_agent_still_ends(
     res: Resources, llm: FakeLLM, tmp_path: Path
 ) -> None:

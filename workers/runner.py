@@ -214,8 +214,10 @@ async def _run_turn(
     agent = await rehydrate_agent(resources, writer, state.retry, claim.thread)
     if state.stopping:
         # The hand-back came while this turn was being claimed, so it did not see it: it
-        # stays queued for another worker (the lease is released by the caller). Checked
-        # with no await before the turn is registered, where the hand-back would see it.
+        # stays queued for another worker (the lease is released by the caller), kicked
+        # now. Checked with no await before the turn is registered, where the hand-back
+        # would see it.
+        state.wake(turn.agent_id, time.time())
         return
     if turn.started_at is None:
         state.metrics.turn_first_started(turn.created_at)

@@ -144,6 +144,17 @@ class Agent:
         """
         state = _TurnState(turn)
         try:
+            return await self._run(state)
+        except asyncio.CancelledError:  # also when it cut one of _run's own handlers short
+            self.cancel_seen = True
+            if self.cancel_reason is None:
+                raise
+            await asyncio.shield(self._on_cancel(state))
+            raise
+
+    async def _run(self, state: _TurnState) -> TurnOutcome:
+        turn = state.turn
+        try:
             if self.cancel_reason is CancelReason.USER or turn.cancel_requested:
                 return await self._end(state, Ending.cancelled(usage=self._total_usage(state)))
             await self._start(state)
@@ -165,12 +176,6 @@ class Agent:
             return await self._fail(state, TurnTimeout(message))
         except BobbinError as exc:
             return await self._fail(state, exc)
-        except asyncio.CancelledError:
-            self.cancel_seen = True
-            if self.cancel_reason is None:
-                raise
-            await asyncio.shield(self._on_cancel(state))
-            raise
 
     async def _start(self, state: _TurnState) -> None:
         """Set the turn running; raises TurnCancelled when its cancel came first."""

@@ -123,7 +123,7 @@ class ModelCall:
         try:
             await self._reserve()
         except BaseException:
-            await self.release()
+            await asyncio.shield(self.release())  # a repeated cancel must not cut it short
             raise
         return None
 
@@ -213,8 +213,10 @@ async def accounted_on_error(
     except BaseException as exc:
         refused = isinstance(exc, ProviderError) and not result.answered
         with contextlib.suppress(Exception):
+            # Shielded: a turn's cancel is repeated until the agent has seen it
+            # (workers/runner.py), and this settling must finish all the same.
             if refused:
-                await call.release((0, 0))
+                await asyncio.shield(call.release((0, 0)))
             else:
-                await call.account(result, None, usage)
+                await asyncio.shield(call.account(result, None, usage))
         raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import io
 import logging
 import os
 import socket
@@ -205,9 +204,16 @@ class WorkerRuntime:
 
 
 def _stack(task: asyncio.Task[Any]) -> str:
-    out = io.StringIO()
-    task.print_stack(file=out)
-    return out.getvalue()
+    """Where the task waits, down its chain of awaits (``Task.print_stack`` shows only
+    the outermost coroutine's frame)."""
+    lines: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return "\n".join(lines)
 
 
 def _report_isolation(resources: Resources) -> None:
